@@ -1,0 +1,536 @@
+"""Events, deliveries and attempts: the database owns delivery state.
+
+A `Delivery` is one event to one endpoint. Workers claim due deliveries with a conditional
+UPDATE (so a duplicate job is harmless), send them outside the database, and record the
+outcomes of a whole batch with a handful of bulk statements.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from deliveries import http, policy, signing
+from endpoints.ids import new_id
+from endpoints.models import Endpoint, EventType, Merchant
+
+MAX_LOGGED_BODY = 64 * 1024
+MASK = "****"
+_MASKED_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie"}
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def _event_id() -> str:
+    return new_id("evt")
+
+
+def _delivery_id() -> str:
+    return new_id("dlv")
+
+
+class EventQuerySet(models.QuerySet["Event"]):
+    def for_merchant(self, merchant: Merchant) -> EventQuerySet:
+        return self.filter(merchant=merchant)
+
+    def create_event(
+        self, merchant: Merchant, type_name: str, data: Any, *, webhook_url: str | None = None
+    ) -> Event:
+        """Store one event with the merchant's next sequence number (inside a transaction)."""
+        try:
+            event_type = EventType.objects.get(name=type_name, is_active=True)
+        except EventType.DoesNotExist:
+            raise UnknownEventType(f"Unknown event type {type_name!r}.") from None
+        with transaction.atomic():
+            return self.create(
+                merchant=merchant,
+                event_type=event_type,
+                data=data,
+                sequence=merchant.next_sequence(),
+                webhook_url=webhook_url or "",
+            )
+
+    def emit(
+        self, merchant: Merchant, type_name: str, data: Any, *, webhook_url: str | None = None
+    ) -> Event:
+        """Store an event and one delivery per subscribed, enabled endpoint; send after commit."""
+        from deliveries import jobs
+
+        with transaction.atomic():
+            event = self.create_event(merchant, type_name, data, webhook_url=webhook_url)
+            now = event.created_at
+            endpoints = Endpoint.objects.filter(merchant=merchant).subscribed_to(event.event_type)
+            rows = [
+                Delivery(merchant=merchant, event=event, endpoint_id=pk, next_attempt_at=now)
+                for pk in endpoints.values_list("pk", flat=True)
+            ]
+            if webhook_url:
+                rows.append(
+                    Delivery(merchant=merchant, event=event, url=webhook_url, next_attempt_at=now)
+                )
+            Delivery.objects.bulk_create(rows)
+            if rows:
+                transaction.on_commit(jobs.kick)
+        return event
+
+
+class Event(models.Model):
+    """Something that happened in the POS system. Immutable once stored."""
+
+    public_id = models.CharField(max_length=40, unique=True, default=_event_id, editable=False)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="events")
+    event_type = models.ForeignKey(EventType, on_delete=models.PROTECT, related_name="events")
+    data = models.JSONField(default=dict, blank=True)
+    sequence = models.BigIntegerField(help_text="Per-merchant, increasing; receivers drop stale.")
+    webhook_url = models.CharField(max_length=2048, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = EventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "sequence"], name="event_sequence_unique")
+        ]
+        indexes = [
+            models.Index(fields=["merchant", "-id"], name="event_merchant_recent"),
+            models.Index(fields=["merchant", "event_type", "-id"], name="event_merchant_type"),
+            models.Index(fields=["created_at"], name="event_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.type}"
+
+    @property
+    def type(self) -> str:
+        return self.event_type.name
+
+    def envelope(self, *, thin: bool = False) -> dict[str, Any]:
+        """The body receivers get: the brief's envelope; thin payloads omit `data`."""
+        body: dict[str, Any] = {
+            "id": self.public_id,
+            "type": self.event_type.name,
+            "created_at": self.created_at.astimezone(UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "merchant_id": self.merchant.public_id,
+            "sequence": self.sequence,
+        }
+        if not thin:
+            body["data"] = self.data
+        return body
+
+    def body(self, *, thin: bool = False) -> bytes:
+        return json.dumps(self.envelope(thin=thin), separators=(",", ":")).encode()
+
+    def resend(self) -> int:
+        """Send this event again to every endpoint it went to, as new attempts.
+
+        Returns:
+            How many deliveries were scheduled.
+        """
+        return Delivery.objects.retry_now(self.deliveries.all(), include_succeeded=True)
+
+
+class DeliveryQuerySet(models.QuerySet["Delivery"]):
+    def for_merchant(self, merchant: Merchant) -> DeliveryQuerySet:
+        return self.filter(merchant=merchant)
+
+    def due(self, now: datetime | None = None) -> DeliveryQuerySet:
+        return self.filter(
+            status=Delivery.Status.PENDING, next_attempt_at__lte=now or timezone.now()
+        )
+
+    def claim(
+        self,
+        token: str,
+        limit: int,
+        *,
+        busy: dict[int, int] | None = None,
+        full: Iterable[int] = (),
+        ids: Sequence[int] | None = None,
+    ) -> list[Delivery]:
+        """Claim up to `limit` due deliveries for one worker, atomically.
+
+        A candidate query picks due rows (skipping endpoints already at their in-flight cap),
+        then one conditional UPDATE takes those still pending: a row another worker took in
+        between is simply not ours, so a duplicate job never sends twice.
+
+        Args:
+            token: this worker's claim token, written to `claimed_by`.
+            limit: how many deliveries the caller can send right now.
+            busy: in-flight requests per endpoint id in this worker.
+            full: endpoints already at their in-flight cap in this worker.
+            ids: claim exactly these deliveries if due (manual "send now").
+
+        Returns:
+            The claimed deliveries with event, merchant and endpoint loaded.
+        """
+        if limit <= 0:
+            return []
+        busy = busy or {}
+        now = timezone.now()
+        candidates = self.due(now)
+        if ids is not None:
+            candidates = Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING)
+        full = list(full)
+        if full:
+            candidates = candidates.exclude(endpoint_id__in=full)
+        rows = list(
+            candidates.order_by("next_attempt_at", "id").values_list(
+                "id", "endpoint_id", "endpoint__timeout_seconds", "endpoint__max_in_flight"
+            )[: limit * 4]
+        )
+        chosen: list[int] = []
+        taken: dict[int, int] = {}
+        longest = 0
+        for pk, endpoint_id, timeout, max_in_flight in rows:
+            if endpoint_id is not None:
+                allowed = max_in_flight - busy.get(endpoint_id, 0)
+                if taken.get(endpoint_id, 0) >= allowed:
+                    continue
+                taken[endpoint_id] = taken.get(endpoint_id, 0) + 1
+            chosen.append(pk)
+            longest = max(longest, timeout or http.MAX_TIMEOUT)
+            if len(chosen) >= limit:
+                break
+        if not chosen:
+            return []
+        # The lease outlives the slowest request of the batch, so a live worker is never
+        # mistaken for a dead one; a dead worker's claims come back after it expires.
+        lease = timedelta(seconds=longest + settings.WEBHOOK_LEASE_MARGIN_SECONDS)
+        Delivery.objects.filter(pk__in=chosen, status=Delivery.Status.PENDING).update(
+            status=Delivery.Status.DELIVERING,
+            claimed_by=token,
+            claimed_until=now + lease,
+            attempts=models.F("attempts") + 1,
+            last_attempt_at=now,
+        )
+        return list(
+            Delivery.objects.filter(
+                pk__in=chosen, status=Delivery.Status.DELIVERING, claimed_by=token
+            ).select_related("event__event_type", "event__merchant", "endpoint")
+        )
+
+    def release_expired(self, now: datetime | None = None) -> int:
+        """Give back the claims of workers that died mid-batch (their lease ran out)."""
+        now = now or timezone.now()
+        return self.filter(status=Delivery.Status.DELIVERING, claimed_until__lt=now).update(
+            status=Delivery.Status.PENDING, next_attempt_at=now, claimed_by="", claimed_until=None
+        )
+
+    def retry_now(self, qs: DeliveryQuerySet, *, include_succeeded: bool = False) -> int:
+        """Make deliveries due now again (manual retry, recover, resend).
+
+        A manual retry is one more attempt: the attempt count and the retry window are
+        kept, so a delivery that already exhausted its policy is not retried for 48 hours more.
+        """
+        from deliveries import jobs
+
+        statuses = [Delivery.Status.FAILED, Delivery.Status.CANCELLED]
+        if include_succeeded:
+            statuses.append(Delivery.Status.SUCCEEDED)
+        now = timezone.now()
+        with transaction.atomic():
+            count = qs.filter(status__in=statuses).update(
+                status=Delivery.Status.PENDING,
+                next_attempt_at=now,
+                completed_at=None,
+            )
+            if count:
+                transaction.on_commit(jobs.kick)
+        return count
+
+    def record(self, token: str, results: Iterable[AttemptResult]) -> None:
+        """Store the outcomes of a batch of attempts with a few bulk statements.
+
+        Args:
+            token: the claim token the deliveries were claimed with; a delivery whose claim
+                was released and taken by another worker meanwhile is left to that worker.
+            results: what happened to each delivery.
+        """
+        results = list(results)
+        if not results:
+            return
+        now = timezone.now()
+        attempts: list[DeliveryAttempt] = []
+        succeeded: set[int] = set()
+        failed: set[int] = set()
+        gone: dict[int, Endpoint] = {}
+        for result in results:
+            delivery = result.delivery
+            delivery.apply(result, now)
+            if delivery.should_log(result):
+                attempts.append(delivery.attempt_row(result))
+            if delivery.endpoint_id is None:
+                continue
+            if result.ok:
+                succeeded.add(delivery.endpoint_id)
+            else:
+                failed.add(delivery.endpoint_id)
+                if result.status == 410:
+                    gone[delivery.endpoint_id] = delivery.endpoint
+        with transaction.atomic():
+            Delivery.objects.filter(claimed_by=token).bulk_update(
+                [r.delivery for r in results], Delivery.OUTCOME_FIELDS
+            )
+            DeliveryAttempt.objects.bulk_create(attempts)
+            if succeeded:
+                Endpoint.objects.filter(pk__in=succeeded, failing_since__isnull=False).update(
+                    failing_since=None, failure_warning_sent_at=None
+                )
+            still_failing = failed - succeeded
+            if still_failing:
+                Endpoint.objects.filter(pk__in=still_failing, failing_since__isnull=True).update(
+                    failing_since=now
+                )
+        for endpoint in gone.values():
+            endpoint.auto_disable(Endpoint.DisabledReason.GONE, "The receiver answered 410 Gone.")
+        if still_failing - set(gone):
+            Endpoint.objects.check_failing(still_failing - set(gone), now)
+
+
+class Delivery(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERING = "delivering", "Delivering"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    OUTCOME_FIELDS = [
+        "status",
+        "next_attempt_at",
+        "claimed_by",
+        "claimed_until",
+        "last_status_code",
+        "last_error",
+        "last_duration_ms",
+        "completed_at",
+    ]
+
+    public_id = models.CharField(max_length=40, unique=True, default=_delivery_id, editable=False)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    # Null for a one-off `webhook_url` delivery, which has `url` instead.
+    endpoint = models.ForeignKey(
+        Endpoint, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    url = models.CharField(max_length=2048, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=40, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    last_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DeliveryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "deliveries"
+        indexes = [
+            # The claim query and the sweep: due rows in order.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="delivery_due",
+                condition=Q(status="pending"),
+            ),
+            models.Index(
+                fields=["claimed_until"], name="delivery_leased", condition=Q(status="delivering")
+            ),
+            # The webhook detail page: keyset pagination, filters, the 24-hour chart.
+            models.Index(fields=["endpoint", "-id"], name="delivery_endpoint_recent"),
+            models.Index(fields=["endpoint", "status", "-id"], name="delivery_endpoint_status"),
+            models.Index(fields=["endpoint", "created_at"], name="delivery_endpoint_created"),
+            models.Index(fields=["merchant", "status", "-id"], name="delivery_merchant_status"),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def target_url(self) -> str:
+        return self.endpoint.url if self.endpoint_id else self.url
+
+    @property
+    def log_mode(self) -> str:
+        return self.endpoint.log_mode if self.endpoint_id else Endpoint.LogMode.FULL
+
+    def retry_policy(self) -> policy.Policy:
+        if self.endpoint_id is None:
+            return policy.Policy("exponential")
+        e = self.endpoint
+        return policy.Policy(e.retry_policy, e.fixed_retries, e.fixed_cooldown_seconds)
+
+    # --- one attempt ------------------------------------------------------------------
+
+    def build_request(self, now: int | None = None) -> tuple[bytes, dict[str, str]]:
+        """The exact body and headers of the next attempt, signed for this moment."""
+        if self.endpoint_id:
+            thin = self.endpoint.payload_style == Endpoint.PayloadStyle.THIN
+            secrets_ = self.endpoint.signing_secrets()
+        else:
+            thin, secrets_ = False, [self.merchant_secret()]
+        body = self.event.body(thin=thin)
+        timestamp = now or int(time.time())
+        headers = {"content-type": "application/json"}
+        headers.update(
+            signing.headers(
+                [signing.secret_key(s) for s in secrets_], self.event.public_id, timestamp, body
+            )
+        )
+        return body, headers
+
+    def merchant_secret(self) -> str:
+        return self.event.merchant.webhook_secret
+
+    def attempt(self) -> AttemptResult:
+        """Send this delivery once. Touches no database, so worker threads may call it."""
+        body, headers = self.build_request()
+        timeout = float(self.endpoint.timeout_seconds if self.endpoint_id else http.MAX_TIMEOUT)
+        started = time.monotonic()
+        result = AttemptResult(delivery=self, request_body=body, request_headers=headers)
+        try:
+            response = http.post(self.target_url, body, headers, timeout=timeout)
+        except http.TransportError as exc:
+            result.status = exc.status
+            result.error = exc.message
+            result.permanent = exc.permanent
+        else:
+            result.status = response.status
+            result.response_headers = {k.lower(): v for k, v in response.headers.items()}
+            result.response_body = response.body
+            result.truncated = response.truncated
+            if not policy.is_success(response.status):
+                result.error = f"HTTP {response.status}"
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+        return result
+
+    def apply(self, result: AttemptResult, now: datetime) -> None:
+        """Move this delivery to its next state after an attempt (in memory)."""
+        self.last_status_code = result.status
+        self.last_error = result.error[:500]
+        self.last_duration_ms = result.duration_ms
+        self.claimed_by = ""
+        self.claimed_until = None
+        if result.ok:
+            self.status, self.next_attempt_at, self.completed_at = self.Status.SUCCEEDED, None, now
+            return
+        next_at = None
+        if policy.is_retryable(result.status) and not result.permanent:
+            retry_after = None
+            if result.status in (429, 503):
+                retry_after = policy.parse_retry_after(
+                    result.response_headers.get("retry-after"), now
+                )
+            next_at = self.retry_policy().next_attempt_at(
+                self.attempts, self.created_at, now, retry_after
+            )
+        if next_at is None:
+            self.status, self.next_attempt_at, self.completed_at = self.Status.FAILED, None, now
+        else:
+            self.status, self.next_attempt_at = self.Status.PENDING, next_at
+
+    def should_log(self, result: AttemptResult) -> bool:
+        mode = self.log_mode
+        return mode == Endpoint.LogMode.FULL or (mode == Endpoint.LogMode.ERROR and not result.ok)
+
+    def attempt_row(self, result: AttemptResult) -> DeliveryAttempt:
+        return DeliveryAttempt(
+            delivery=self,
+            number=self.attempts,
+            url=http.mask_url(self.target_url),
+            request_headers=mask_headers(result.request_headers),
+            request_body=_text(result.request_body),
+            response_status=result.status,
+            response_headers=mask_headers(result.response_headers),
+            response_body=_text(result.response_body),
+            response_truncated=result.truncated,
+            duration_ms=result.duration_ms,
+            error=result.error[:500],
+            succeeded=result.ok,
+        )
+
+    def send_now(self) -> AttemptResult | None:
+        """Claim, send and record this delivery in the calling thread (tests, "Send test").
+
+        Returns:
+            What happened, or None when the delivery was not due or was taken by a worker.
+        """
+        token = uuid.uuid4().hex
+        claimed = Delivery.objects.claim(token, 1, ids=[self.pk])
+        if not claimed:
+            return None
+        result = claimed[0].attempt()
+        Delivery.objects.record(token, [result])
+        self.refresh_from_db()
+        return result
+
+
+@dataclass
+class AttemptResult:
+    delivery: Delivery
+    request_body: bytes
+    request_headers: dict[str, str]
+    status: int | None = None
+    error: str = ""
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: bytes = b""
+    truncated: bool = False
+    duration_ms: int = 0
+    permanent: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return policy.is_success(self.status)
+
+
+class DeliveryAttempt(models.Model):
+    """The log of one try, written according to the endpoint's log mode."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    url = models.CharField(max_length=2048)
+    request_headers = models.JSONField(default=dict)
+    request_body = models.TextField(blank=True)
+    response_status = models.PositiveIntegerField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict)
+    response_body = models.TextField(blank=True)
+    response_truncated = models.BooleanField(default=False)
+    duration_ms = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+    succeeded = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["created_at"], name="attempt_created")]
+
+    def __str__(self) -> str:
+        return f"{self.delivery} #{self.number}"
+
+
+def mask_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {k: (MASK if k.lower() in _MASKED_HEADERS else v) for k, v in headers.items()}
+
+
+def _text(body: bytes) -> str:
+    return body[:MAX_LOGGED_BODY].decode("utf-8", errors="replace")

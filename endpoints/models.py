@@ -1,0 +1,357 @@
+"""Merchants (tenants), their users, the event catalogue and webhook endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.core.mail import send_mail
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models, transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from deliveries import signing
+from endpoints.ids import new_id
+
+if TYPE_CHECKING:
+    from deliveries.models import Delivery
+
+SECRET_OVERLAP = timedelta(hours=24)
+
+
+def _merchant_id() -> str:
+    return new_id("mrc")
+
+
+def _endpoint_id() -> str:
+    return new_id("ep")
+
+
+class Merchant(models.Model):
+    public_id = models.CharField(max_length=40, unique=True, default=_merchant_id, editable=False)
+    name = models.CharField(max_length=200)
+    # The last sequence number handed to one of this merchant's events.
+    event_sequence = models.BigIntegerField(default=0, editable=False)
+    # Signs deliveries to one-off `webhook_url`s, which have no endpoint of their own.
+    webhook_secret = models.CharField(max_length=200, default=signing.new_secret)
+    notification_email = models.EmailField(
+        blank=True, help_text="Where failure warnings go; empty means every member's e-mail."
+    )
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Days to keep delivery logs; empty means the default."
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_id})"
+
+    def next_sequence(self) -> int:
+        """Take the next event sequence number; call inside the transaction that stores the event.
+
+        The UPDATE takes the row's write lock, so concurrent emitters queue up and every
+        number is used once, in commit order.
+        """
+        Merchant.objects.filter(pk=self.pk).update(event_sequence=models.F("event_sequence") + 1)
+        self.event_sequence = (
+            Merchant.objects.filter(pk=self.pk).values_list("event_sequence", flat=True).get()
+        )
+        return self.event_sequence
+
+    def notification_recipients(self) -> list[str]:
+        if self.notification_email:
+            return [self.notification_email]
+        return [u.email for u in self.users.filter(is_active=True) if u.email]
+
+
+class User(AbstractUser):
+    """A person who logs in. Merchant users belong to one merchant; staff may belong to none."""
+
+    merchant = models.ForeignKey(
+        Merchant, null=True, blank=True, on_delete=models.CASCADE, related_name="users"
+    )
+
+
+class Category(models.Model):
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=300, blank=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EventType(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="event_types")
+    description = models.CharField(max_length=300, blank=True)
+    source = models.CharField(max_length=50, blank=True, help_text="Where the type comes from.")
+    sample = models.JSONField(default=dict, blank=True, help_text="A sample `data` payload.")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["category__position", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EndpointQuerySet(models.QuerySet["Endpoint"]):
+    def for_merchant(self, merchant: Merchant) -> EndpointQuerySet:
+        return self.filter(merchant=merchant)
+
+    def subscribed_to(self, event_type: EventType) -> EndpointQuerySet:
+        return self.filter(is_enabled=True, event_types=event_type)
+
+    def check_failing(self, ids: set[int], now: datetime) -> None:
+        """Warn at half the auto-disable window, and disable at the whole of it.
+
+        Args:
+            ids: endpoints whose latest attempts failed.
+            now: the time of those attempts.
+        """
+        window = timedelta(seconds=settings.WEBHOOK_AUTO_DISABLE_SECONDS)
+        failing = self.filter(pk__in=ids, is_enabled=True, failing_since__isnull=False)
+        for endpoint in failing.filter(failing_since__lte=now - window).select_related("merchant"):
+            endpoint.auto_disable(
+                Endpoint.DisabledReason.FAILING,
+                f"Every delivery failed since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC.",
+            )
+        half = failing.filter(
+            failing_since__lte=now - window / 2, failure_warning_sent_at__isnull=True
+        )
+        for endpoint in half.select_related("merchant"):
+            # The conditional update makes sure two workers send one warning, not two.
+            if self.filter(pk=endpoint.pk, failure_warning_sent_at__isnull=True).update(
+                failure_warning_sent_at=now
+            ):
+                endpoint.notify("warning")
+
+
+class Endpoint(models.Model):
+    class DisabledReason(models.TextChoices):
+        NONE = "", "Enabled"
+        MERCHANT = "merchant", "Disabled by the merchant"
+        STAFF = "staff", "Disabled by staff"
+        FAILING = "failing", "Auto-disabled: failing continuously"
+        GONE = "gone", "Auto-disabled: the receiver answered 410 Gone"
+
+    class LogMode(models.TextChoices):
+        FULL = "full", "Full"
+        ERROR = "error", "Error"
+        NONE = "none", "None"
+
+    class RetryPolicy(models.TextChoices):
+        EXPONENTIAL = "exponential", "Exponential"
+        FIXED = "fixed", "Fixed"
+
+    class PayloadStyle(models.TextChoices):
+        FULL = "full", "Full"
+        THIN = "thin", "Thin"
+
+    public_id = models.CharField(max_length=40, unique=True, default=_endpoint_id, editable=False)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="endpoints")
+    url = models.CharField("Webhook URL", max_length=2048)
+    description = models.CharField(max_length=500, blank=True)
+    category = models.ForeignKey(
+        Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="endpoints"
+    )
+    event_types = models.ManyToManyField(EventType, related_name="endpoints", blank=True)
+    secret = models.CharField(max_length=200, default=signing.new_secret)
+    previous_secret = models.CharField(max_length=200, blank=True)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+
+    is_enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(
+        max_length=20, choices=DisabledReason.choices, blank=True, default=""
+    )
+    disabled_detail = models.CharField(max_length=500, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    # Set on the first failure after a success; the auto-disable clock.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    failure_warning_sent_at = models.DateTimeField(null=True, blank=True)
+
+    log_mode = models.CharField(max_length=10, choices=LogMode.choices, default=LogMode.FULL)
+    payload_style = models.CharField(
+        max_length=10, choices=PayloadStyle.choices, default=PayloadStyle.FULL
+    )
+    retry_policy = models.CharField(
+        max_length=20, choices=RetryPolicy.choices, default=RetryPolicy.EXPONENTIAL
+    )
+    fixed_retries = models.PositiveIntegerField(
+        default=1, validators=[MaxValueValidator(50)], help_text="Fixed policy: retries."
+    )
+    fixed_cooldown_seconds = models.PositiveIntegerField(
+        default=7,
+        validators=[MinValueValidator(1), MaxValueValidator(86400)],
+        help_text="Fixed policy: seconds between retries.",
+    )
+    timeout_seconds = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(30)]
+    )
+    max_in_flight = models.PositiveIntegerField(
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Requests sent to this endpoint at once, at most.",
+    )
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = EndpointQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["merchant", "is_enabled"])]
+
+    def __str__(self) -> str:
+        return self.masked_url
+
+    @property
+    def masked_url(self) -> str:
+        from deliveries.http import mask_url
+
+        return mask_url(self.url)
+
+    @property
+    def status_label(self) -> str:
+        if self.is_enabled:
+            return "Enabled"
+        if self.disabled_reason in (self.DisabledReason.FAILING, self.DisabledReason.GONE):
+            return "Auto-disabled"
+        return "Disabled"
+
+    # --- signing -------------------------------------------------------------------------
+
+    def signing_secrets(self, now: datetime | None = None) -> list[str]:
+        """The secrets that sign right now: the current one, and the previous during overlap."""
+        now = now or timezone.now()
+        secrets_ = [self.secret]
+        if (
+            self.previous_secret
+            and self.previous_secret_expires_at
+            and (self.previous_secret_expires_at > now)
+        ):
+            secrets_.append(self.previous_secret)
+        return secrets_
+
+    def rotate_secret(self, new_secret: str | None = None) -> str:
+        """Replace the secret; the old one keeps signing too for 24 hours."""
+        self.previous_secret = self.secret
+        self.previous_secret_expires_at = timezone.now() + SECRET_OVERLAP
+        self.secret = new_secret or signing.new_secret()
+        self.save(update_fields=["secret", "previous_secret", "previous_secret_expires_at"])
+        return self.secret
+
+    # --- enabling and disabling ----------------------------------------------------------
+
+    def disable(self, reason: str = DisabledReason.MERCHANT, detail: str = "") -> None:
+        """Stop sending to this endpoint; what was waiting is cancelled, to retry on enable."""
+        from deliveries.models import Delivery
+
+        self.is_enabled = False
+        self.disabled_reason = reason
+        self.disabled_detail = detail[:500]
+        self.disabled_at = timezone.now()
+        with transaction.atomic():
+            self.save(
+                update_fields=["is_enabled", "disabled_reason", "disabled_detail", "disabled_at"]
+            )
+            Delivery.objects.filter(endpoint=self, status=Delivery.Status.PENDING).update(
+                status=Delivery.Status.CANCELLED,
+                next_attempt_at=None,
+                completed_at=self.disabled_at,
+                last_error=f"Endpoint disabled: {self.get_disabled_reason_display()}"[:500],
+            )
+
+    def auto_disable(self, reason: str, detail: str) -> None:
+        """Disable for a delivery failure and tell the merchant by e-mail."""
+        if not Endpoint.objects.filter(pk=self.pk, is_enabled=True).exists():
+            return
+        self.disable(reason, detail)
+        self.notify("disabled")
+
+    def notify(self, kind: str) -> None:
+        """E-mail the merchant that this endpoint is failing (`warning`) or was `disabled`."""
+        recipients = self.merchant.notification_recipients()
+        if not recipients:
+            return
+        context = {
+            "endpoint": self,
+            "site_url": settings.SITE_URL,
+            "window_hours": settings.WEBHOOK_AUTO_DISABLE_SECONDS / 3600,
+        }
+        subject = render_to_string(f"emails/endpoint_{kind}_subject.txt", context).strip()
+        body = render_to_string(f"emails/endpoint_{kind}.txt", context)
+        send_mail(subject, body, None, recipients, fail_silently=True)
+
+    def enable(self) -> None:
+        self.is_enabled = True
+        self.disabled_reason = ""
+        self.disabled_detail = ""
+        self.disabled_at = None
+        self.failing_since = None
+        self.failure_warning_sent_at = None
+        self.save(
+            update_fields=[
+                "is_enabled",
+                "disabled_reason",
+                "disabled_detail",
+                "disabled_at",
+                "failing_since",
+                "failure_warning_sent_at",
+            ]
+        )
+
+    # --- manual delivery operations (used by the dashboard, the API and the admin) -------
+
+    def retry_failed(self, since: datetime | None = None) -> int:
+        """Schedule every failed or cancelled delivery of this endpoint (since `since`) again.
+
+        Returns:
+            How many deliveries were scheduled.
+        """
+        from deliveries.models import Delivery
+
+        qs = Delivery.objects.filter(
+            endpoint=self, status__in=[Delivery.Status.FAILED, Delivery.Status.CANCELLED]
+        )
+        if since is not None:
+            qs = qs.filter(created_at__gte=since)
+        return Delivery.objects.retry_now(qs)
+
+    def send_test(self, data: Any = None) -> Delivery:
+        """Send a `webhook.test` event to this endpoint now, synchronously.
+
+        Returns:
+            The delivery, with its outcome recorded (status, last code, attempts).
+        """
+        from deliveries.models import Event
+
+        with transaction.atomic():
+            event = Event.objects.create_event(
+                self.merchant, "webhook.test", data if data is not None else test_data(self)
+            )
+            delivery = event.deliveries.create(
+                merchant=self.merchant, endpoint=self, next_attempt_at=None
+            )
+        delivery.send_now()
+        return delivery
+
+
+def test_data(endpoint: Endpoint) -> dict[str, Any]:
+    return {
+        "message": "This is a test webhook from POS Webhooks.",
+        "endpoint_id": endpoint.public_id,
+        "sent_by": settings.SITE_URL,
+    }

@@ -1,0 +1,219 @@
+"""Shared fixtures: merchants and their users, a real Redis, real workers, real receivers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import django_rq
+import pytest
+from django.test import Client
+
+from deliveries import jobs
+from deliveries.worker import DeliveryWorker
+from endpoints import catalogue
+from endpoints.models import Category, Endpoint, EventType, Merchant, User
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+# --- the seeded catalogue ----------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _catalogue(request: pytest.FixtureRequest) -> None:
+    """Transactional tests flush tables, the migration-seeded catalogue included: restore it."""
+    if not {"db", "transactional_db"} & set(request.fixturenames):
+        return
+    request.getfixturevalue("db")
+    if not EventType.objects.exists():
+        catalogue.install(Category, EventType)
+
+
+# --- merchants and users ---------------------------------------------------------------
+
+
+@pytest.fixture
+def merchant(db: None) -> Merchant:
+    return Merchant.objects.create(name="Owner Coffee")
+
+
+@pytest.fixture
+def owner(merchant: Merchant) -> User:
+    return User.objects.create_user(
+        "owner", email="owner@example.com", password=PASSWORD, merchant=merchant
+    )
+
+
+@pytest.fixture
+def teammate(merchant: Merchant) -> User:
+    return User.objects.create_user(
+        "teammate", email="teammate@example.com", password=PASSWORD, merchant=merchant
+    )
+
+
+@pytest.fixture
+def outsider_merchant(db: None) -> Merchant:
+    return Merchant.objects.create(name="Outsider Bakery")
+
+
+@pytest.fixture
+def outsider(outsider_merchant: Merchant) -> User:
+    return User.objects.create_user(
+        "outsider", email="outsider@example.com", password=PASSWORD, merchant=outsider_merchant
+    )
+
+
+@pytest.fixture
+def staff(db: None) -> User:
+    return User.objects.create_superuser("staff", "staff@example.com", PASSWORD)
+
+
+@pytest.fixture
+def staff_client(staff: User) -> Client:
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+# --- Redis and workers -----------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_conn() -> Iterator[Any]:
+    """The test Redis, emptied before and after the test."""
+    conn = django_rq.get_connection("default")
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+
+
+@pytest.fixture
+def work(redis_conn: Any) -> Callable[..., None]:
+    """Run a real RQ worker (burst mode, in this process) plus the sweep until done.
+
+    Call `work()` to run what is queued now, or `work(until=lambda: ..., timeout=10)` to
+    keep sweeping and working until a condition holds (retries due later).
+    """
+
+    def run(until: Callable[[], bool] | None = None, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs.sweep()
+            worker = DeliveryWorker(
+                [django_rq.get_queue("default")], connection=redis_conn, name=None
+            )
+            worker.work(burst=True, logging_level="WARNING")
+            if until is None or until():
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not reached before the timeout")
+            time.sleep(0.1)
+
+    return run
+
+
+# --- receivers ---------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: bytes = b"ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1 that records requests and answers as scripted.
+
+    `answers` is consumed one per request; when it runs out, `default` answers.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self.answers: list[Answer] = []
+        self.default = Answer()
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length)
+                with receiver.lock:
+                    receiver.requests.append(
+                        Received(
+                            self.command,
+                            self.path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            body,
+                            time.time(),
+                        )
+                    )
+                    answer = receiver.answers.pop(0) if receiver.answers else receiver.default
+                if answer.delay:
+                    time.sleep(answer.delay)
+                self.send_response(answer.status)
+                for key, value in answer.headers.items():
+                    self.send_header(key, value)
+                self.send_header("content-length", str(len(answer.body)))
+                self.end_headers()
+                self.wfile.write(answer.body)
+
+            do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.server.server_port}{path}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+# --- endpoints -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_endpoint(merchant: Merchant) -> Callable[..., Endpoint]:
+    def make(url: str, types: tuple[str, ...] = ("receipts.update",), **fields: Any) -> Endpoint:
+        owner_merchant = fields.pop("merchant", merchant)
+        endpoint = Endpoint.objects.create(merchant=owner_merchant, url=url, **fields)
+        endpoint.event_types.set(EventType.objects.filter(name__in=types))
+        return endpoint
+
+    return make

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from deliveries.models import Event
+from endpoints.models import Endpoint, Merchant, User
+
+BASE = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue().strip()
+
+
+def test_it_creates_a_merchant_with_a_user(db: None) -> None:
+    printed = run("create_merchant", "Corner Shop", "--user", "corner", "--password", "pw-123456")
+    merchant = Merchant.objects.get(name="Corner Shop")
+    assert printed == merchant.public_id
+    user = User.objects.get(username="corner")
+    assert user.merchant == merchant
+    assert user.check_password("pw-123456")
+
+
+def test_it_refuses_a_taken_username(owner: User) -> None:
+    with pytest.raises(CommandError, match="already exists"):
+        run("create_merchant", "Other", "--user", "owner", "--password", "x")
+    assert not Merchant.objects.filter(name="Other").exists()
+
+
+def test_it_seeds_a_demo_merchant_once(db: None, settings: object, tmp_path: Path) -> None:
+    settings.VAR_DIR = tmp_path  # type: ignore[attr-defined]
+    printed = run("seed_demo")
+    match = re.search(r"user 'demo', password '([^']+)'", printed)
+    assert match, printed
+    demo = User.objects.get(username="demo")
+    assert demo.check_password(match.group(1))
+    assert Endpoint.objects.filter(merchant=demo.merchant).count() == 2
+    assert Event.objects.filter(merchant=demo.merchant).count() == 5
+    again = run("seed_demo")
+    assert match.group(1) in again
+    assert Merchant.objects.filter(name="Demo Coffee Shop").count() == 1
+
+
+def test_it_emits_an_event_from_the_command_line(merchant: Merchant) -> None:
+    printed = run("emit_event", merchant.public_id, "receipts.update", '{"total": "9.99"}')
+    event = Event.objects.get()
+    assert printed.startswith(event.public_id)
+    assert event.data == {"total": "9.99"} and event.sequence == 1
+
+
+def test_it_explains_a_bad_emit(merchant: Merchant) -> None:
+    with pytest.raises(CommandError, match="not valid JSON"):
+        run("emit_event", merchant.public_id, "receipts.update", "{nope")
+    with pytest.raises(CommandError, match="Unknown event type"):
+        run("emit_event", merchant.public_id, "nope.update", "{}")
+    with pytest.raises(CommandError, match="No merchant"):
+        run("emit_event", "mrc_missing", "receipts.update", "{}")
+    assert not Event.objects.exists()
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "DJANGO_SETTINGS_MODULE": "webhooks_project.settings", **env}
+    return subprocess.run(
+        [sys.executable, str(BASE / "manage.py"), *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=BASE,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"DATABASE_URL": "nonsense"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "mysqlx://nowhere/db"}, "DATABASE_URL"),
+        ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
+        ({"WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/33"}, "WEBHOOK_ALLOWED_NETWORKS"),
+        ({"DEBUG": "maybe"}, "DEBUG"),
+        ({"DEBUG": "0", "SECRET_KEY": ""}, "SECRET_KEY"),
+    ],
+)
+def test_it_stops_on_bad_configuration_with_one_line(
+    env: dict[str, str], name: str, tmp_path: Path
+) -> None:
+    base = {"DEBUG": "1", "VAR_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1/0"}
+    result = manage({**base, **env}, "check")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert name in lines[0]

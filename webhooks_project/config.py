@@ -1,0 +1,106 @@
+"""Reading settings from the environment, failing loudly on anything malformed.
+
+Every error names the variable, so a bad deployment stops at start-up with one line
+that says what to fix instead of failing later in a worker.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import warnings
+from typing import Any
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+env = environ.Env()
+
+_DB_SCHEMES = {"sqlite", "postgres", "postgresql", "pgsql", "psql", "postgis"}
+_REDIS_SCHEMES = {"redis", "rediss", "unix"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _fail(name: str, problem: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"{name}: {problem}")
+
+
+def get_str(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def get_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise _fail(name, f"expected true/false (1/0), got {raw!r}")
+
+
+def get_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _fail(name, f"expected a whole number, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise _fail(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def get_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def get_database(name: str, default: str) -> dict[str, Any]:
+    raw = os.environ.get(name, default)
+    scheme = urlsplit(raw).scheme
+    if scheme not in _DB_SCHEMES:
+        raise _fail(
+            name, f"unsupported or malformed database URL {raw!r} (use sqlite:/// or postgres://)"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = env.db_url_config(raw)
+    if not config.get("ENGINE") or not config.get("NAME"):
+        raise _fail(name, f"malformed database URL {raw!r}")
+    return config
+
+
+def get_redis_url(name: str) -> str | None:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in _REDIS_SCHEMES or (parts.scheme != "unix" and not parts.hostname):
+        raise _fail(name, f"malformed Redis URL {raw!r} (use redis://host:port/db)")
+    return raw
+
+
+def get_networks(name: str) -> list[str]:
+    values = get_list(name, [])
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise _fail(name, f"{value!r} is not a network (use CIDR, e.g. 10.0.0.0/8)") from None
+    return values
+
+
+def get_email(name: str, default: str) -> dict[str, Any]:
+    raw = os.environ.get(name, default)
+    try:
+        return env.email_url_config(raw)
+    except (KeyError, ValueError):
+        raise _fail(name, f"malformed e-mail URL {raw!r} (use smtp://user:pass@host:587)") from None

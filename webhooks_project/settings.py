@@ -1,0 +1,164 @@
+"""Settings, all from the environment (see README "Configuration").
+
+Defaults run locally with no configuration: SQLite under var/ and an embedded Redis.
+Production sets DEBUG=0, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL and REDIS_URL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from webhooks_project import config, embedded_redis
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(config.get_str("VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = config.get_bool("DEBUG", False)
+SECRET_KEY = config.get_str("SECRET_KEY") or ""
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY: must be set when DEBUG is off (set DEBUG=1 for local development)"
+        )
+    SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
+ALLOWED_HOSTS = config.get_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = config.get_list("CSRF_TRUSTED_ORIGINS", [])
+SITE_URL = config.get_str("SITE_URL", "http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_rq",
+    "endpoints",
+    "deliveries",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "webhooks_project.urls"
+WSGI_APPLICATION = "webhooks_project.wsgi.application"
+AUTH_USER_MODEL = "endpoints.User"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/webhooks/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": config.get_database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web server read while a worker writes; IMMEDIATE takes the write lock at
+    # BEGIN so two writers queue up instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = config.get_redis_url("REDIS_URL")
+EMBEDDED_REDIS_DIR: Path | None = None
+if REDIS_URL is None:
+    EMBEDDED_REDIS_DIR = VAR_DIR / "redis"
+    REDIS_URL = embedded_redis.ensure_running(EMBEDDED_REDIS_DIR)
+
+RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 900}}
+RQ_SHOW_ADMIN_LINK = True
+
+EMAIL_CONFIG = config.get_email("EMAIL_URL", "consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = config.get_str("DEFAULT_FROM_EMAIL", "webhooks@localhost")
+
+# Delivery policy (see BRIEF "Delivery semantics").
+WEBHOOK_REQUIRE_HTTPS = config.get_bool("WEBHOOK_REQUIRE_HTTPS", True)
+WEBHOOK_ALLOWED_NETWORKS = config.get_networks("WEBHOOK_ALLOWED_NETWORKS")
+WEBHOOK_RETRY_BASE_SECONDS = config.get_int("WEBHOOK_RETRY_BASE_SECONDS", 5, minimum=1)
+WEBHOOK_RETRY_CAP_SECONDS = config.get_int("WEBHOOK_RETRY_CAP_SECONDS", 15 * 60, minimum=1)
+WEBHOOK_RETRY_JITTER = 0.2
+WEBHOOK_RETRY_MAX_ATTEMPTS = config.get_int("WEBHOOK_RETRY_MAX_ATTEMPTS", 200, minimum=1)
+WEBHOOK_RETRY_WINDOW_SECONDS = config.get_int("WEBHOOK_RETRY_WINDOW_SECONDS", 48 * 3600, minimum=1)
+# A claim outlives its slowest request by this margin before the sweep gives it back.
+WEBHOOK_LEASE_MARGIN_SECONDS = config.get_int("WEBHOOK_LEASE_MARGIN_SECONDS", 30, minimum=1)
+WEBHOOK_SWEEP_SECONDS = config.get_int("WEBHOOK_SWEEP_SECONDS", 1, minimum=1)
+WEBHOOK_WORKER_THREADS = config.get_int("WEBHOOK_WORKER_THREADS", 32, minimum=1)
+WEBHOOK_AUTO_DISABLE_SECONDS = config.get_int(
+    "WEBHOOK_AUTO_DISABLE_SECONDS", WEBHOOK_RETRY_WINDOW_SECONDS, minimum=1
+)
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if not DEBUG
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if not DEBUG:
+    SESSION_COOKIE_SECURE = config.get_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = config.get_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_SSL_REDIRECT = config.get_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = config.get_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": config.get_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Workers log at WARNING by default: RQ's per-job INFO lines halve throughput.
+        "rq.worker": {"level": config.get_str("RQ_LOG_LEVEL", "WARNING")},
+    },
+}

@@ -1,0 +1,39 @@
+"""Settings for the test suite: the real settings, pointed at test-only resources.
+
+Tests use their own embedded Redis (var/test-redis) and a file-backed SQLite test
+database, so real RQ workers started as subprocesses see the same data as the test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from webhooks_project import embedded_redis
+
+_var = Path(os.environ.get("VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+if not os.environ.get("REDIS_URL"):
+    os.environ["REDIS_URL"] = embedded_redis.ensure_running(_var / "test-redis")
+TEST_REDIS_DIR = _var / "test-redis"
+
+from webhooks_project.settings import *  # noqa: E402, F403
+from webhooks_project.settings import DATABASES, VAR_DIR  # noqa: E402
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+
+WEBHOOK_REQUIRE_HTTPS = False
+# Loopback only: receivers in tests listen on 127.0.0.1 / ::1, and nothing else is opened.
+WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# The test client speaks plain http.
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+WHITENOISE_AUTOREFRESH = True
