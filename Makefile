@@ -7,12 +7,12 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: run test lint format redis-server clean
+.PHONY: run test lint format redis-server chromium clean
 
 run: $(VENV)/.installed redis-server
 	$(BIN)/python -m webhooks_project.run
 
-test: $(VENV)/.installed-test redis-server
+test: $(VENV)/.installed-test redis-server chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
@@ -40,6 +40,11 @@ $(VENV)/.installed-test: requirements.txt requirements-test.txt $(VENV)/.install
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || \
 		{ echo "Installing redis-server..."; $(APT) update -qq && $(APT) install -y -qq redis-server >/dev/null; }
+
+# Browser tests drive Debian's Chromium (Playwright's own browser download does not work here).
+chromium:
+	@[ -x /usr/bin/chromium ] || \
+		{ echo "Installing chromium..."; $(APT) update -qq && $(APT) install -y -qq chromium >/dev/null; }
 
 clean:
 	rm -rf $(VENV) var

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -347,6 +349,78 @@ class Endpoint(models.Model):
             )
         delivery.send_now()
         return delivery
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def active(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+    def authenticate(self, raw_key: str) -> ApiKey | None:
+        """The active key for a bearer token, or None. Only the hash is ever stored."""
+        if not raw_key.startswith(API_KEY_PREFIX):
+            return None
+        key = self.active().select_related("merchant").filter(key_hash=ApiKey.hash(raw_key)).first()
+        if key is not None and (
+            key.last_used_at is None or timezone.now() - key.last_used_at > timedelta(minutes=1)
+        ):
+            # Throttled, so a busy POS does not write this row on every request.
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+        return key
+
+
+API_KEY_PREFIX = "whk_"
+
+
+class ApiKey(models.Model):
+    """A bearer key for the REST API. Shown once at creation; stored as a SHA-256 hash."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The first characters, to tell keys apart.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}...)"
+
+    @staticmethod
+    def hash(raw_key: str) -> str:
+        return hashlib.sha256(raw_key.encode()).hexdigest()
+
+    @classmethod
+    def issue(
+        cls, merchant: Merchant, name: str, created_by: User | None = None
+    ) -> tuple[ApiKey, str]:
+        """Create a key; returns it with the raw key, which is never retrievable again."""
+        raw = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        key = cls.objects.create(
+            merchant=merchant,
+            name=name,
+            prefix=raw[:12],
+            key_hash=cls.hash(raw),
+            created_by=created_by,
+        )
+        return key, raw
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
 
 
 def test_data(endpoint: Endpoint) -> dict[str, Any]:

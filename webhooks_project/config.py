@@ -104,3 +104,16 @@ def get_email(name: str, default: str) -> dict[str, Any]:
         return env.email_url_config(raw)
     except (KeyError, ValueError):
         raise _fail(name, f"malformed e-mail URL {raw!r} (use smtp://user:pass@host:587)") from None
+
+
+_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def get_rate(name: str, default: str) -> tuple[int, int]:
+    """A rate such as "600/minute", as (requests, window seconds)."""
+    raw = os.environ.get(name, default)
+    count, _, period = raw.partition("/")
+    seconds = _PERIODS.get(period.strip().lower().rstrip("s") or "")
+    if not count.strip().isdigit() or int(count) < 1 or seconds is None:
+        raise _fail(name, f"expected a rate like 600/minute, got {raw!r}")
+    return int(count), seconds

@@ -37,6 +37,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_rq",
+    "rest_framework",
+    "drf_spectacular",
     "endpoints",
     "deliveries",
 ]
@@ -116,6 +118,39 @@ WEBHOOK_WORKER_THREADS = config.get_int("WEBHOOK_WORKER_THREADS", 32, minimum=1)
 WEBHOOK_AUTO_DISABLE_SECONDS = config.get_int(
     "WEBHOOK_AUTO_DISABLE_SECONDS", WEBHOOK_RETRY_WINDOW_SECONDS, minimum=1
 )
+
+# The REST API (see webhooks_project/api.py).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["webhooks_project.api.BearerKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["webhooks_project.api.HasApiKey"],
+    "DEFAULT_THROTTLE_CLASSES": ["webhooks_project.api.KeyRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+    ],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "webhooks_project.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "POS Webhooks API",
+    "DESCRIPTION": (
+        "Manage webhooks (request and response shapes of myPOS's webhook API), emit POS "
+        "events, and inspect deliveries. Authenticate with `Authorization: Bearer <API key>`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webhooks_project.api_schema.add_error_responses",
+    ],
+}
+API_RATE_LIMIT = config.get_rate("API_RATE_LIMIT", "6000/minute")
+# Event bodies are capped at 256 KiB; nothing else the API takes comes close to 1 MiB.
+MAX_EVENT_BYTES = 256 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -1,0 +1,119 @@
+"""Events, deliveries and the catalogue as the API shows them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import QueryDict
+from rest_framework import serializers
+
+from deliveries.http import mask_url
+from deliveries.models import Delivery, DeliveryAttempt
+from endpoints.models import EventType
+from endpoints.validators import validate_webhook_url
+
+
+class JsonValueField(serializers.JSONField):
+    """Any JSON value; a form field carries it as a JSON string."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str) and isinstance(self.root.initial_data, QueryDict):
+            try:
+                return json.loads(data)
+            except json.JSONDecodeError:
+                raise serializers.ValidationError("Must be valid JSON.") from None
+        return super().to_internal_value(data)
+
+
+class EventInput(serializers.Serializer):
+    type = serializers.CharField(max_length=100, help_text="An event type from the catalogue.")
+    data = JsonValueField(required=False, default=dict, help_text="Any JSON value.")
+    webhook_url = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=2048,
+        help_text="A one-off URL that also receives this event (Smart Router style).",
+    )
+
+    def validate_type(self, value: str) -> str:
+        if not EventType.objects.filter(name=value, is_active=True).exists():
+            raise serializers.ValidationError(
+                f"Unknown event type {value!r}. See GET /api/v1/event-types."
+            )
+        return value
+
+    def validate_webhook_url(self, value: str) -> str:
+        if value:
+            try:
+                validate_webhook_url(value)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(exc.messages) from None
+        return value
+
+
+class DeliveryOutput(serializers.Serializer):
+    id = serializers.CharField(source="public_id")
+    event_id = serializers.CharField(source="event.public_id")
+    event_type = serializers.CharField(source="event.event_type.name")
+    webhook_id = serializers.CharField(source="endpoint.public_id", allow_null=True, default=None)
+    url = serializers.SerializerMethodField()
+    status = serializers.CharField()
+    attempts = serializers.IntegerField()
+    last_status_code = serializers.IntegerField(allow_null=True)
+    last_error = serializers.CharField()
+    last_duration_ms = serializers.IntegerField(allow_null=True)
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+
+    def get_url(self, delivery: Delivery) -> str:
+        return mask_url(delivery.target_url)
+
+
+class AttemptOutput(serializers.ModelSerializer):
+    class Meta:
+        model = DeliveryAttempt
+        fields = [
+            "number",
+            "created_at",
+            "url",
+            "request_headers",
+            "request_body",
+            "response_status",
+            "response_headers",
+            "response_body",
+            "response_truncated",
+            "duration_ms",
+            "error",
+            "succeeded",
+        ]
+
+
+class DeliveryDetail(DeliveryOutput):
+    attempts_log = AttemptOutput(source="attempt_log", many=True)
+
+
+class EventOutput(serializers.Serializer):
+    id = serializers.CharField(source="public_id")
+    type = serializers.CharField(source="event_type.name")
+    created_at = serializers.DateTimeField()
+    merchant_id = serializers.CharField(source="merchant.public_id")
+    sequence = serializers.IntegerField()
+    data = serializers.JSONField()
+
+
+class EventDetail(EventOutput):
+    deliveries = DeliveryOutput(many=True)
+
+
+class EventTypeOutput(serializers.Serializer):
+    id = serializers.CharField(source="pk")
+    name = serializers.CharField()
+    description = serializers.CharField()
+    category = serializers.SerializerMethodField()
+    sample = serializers.JSONField()
+
+    def get_category(self, event_type: EventType) -> dict[str, str]:
+        return {"id": event_type.category.slug, "name": event_type.category.name}

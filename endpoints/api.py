@@ -1,0 +1,185 @@
+"""/api/v1/webhooks: create, list, read, update and delete webhooks, as myPOS's API does.
+
+Plus our actions on one webhook: send a test, rotate its secret, recover failed deliveries.
+"""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from endpoints.models import Endpoint
+from endpoints.serializers import RecoverInput, WebhookInput, WebhookOutput
+from webhooks_project.api import accepted, merchant_of, page_params
+
+WebhookEnvelope = inline_serializer("WebhookEnvelope", {"webhook": WebhookOutput()})
+WebhookList = inline_serializer(
+    "WebhookList",
+    {
+        "webhooks": WebhookOutput(many=True),
+        "pagination": inline_serializer(
+            "Pagination",
+            {
+                "page": serializers.IntegerField(),
+                "size": serializers.IntegerField(),
+                "total": serializers.IntegerField(),
+            },
+        ),
+    },
+)
+PAGE_PARAMS = [
+    OpenApiParameter("page", int, description="Page number, from 1."),
+    OpenApiParameter("size", int, description="Items per page: 1 to 100 (default 20)."),
+]
+
+
+def _endpoints_for(request: Request) -> QuerySet[Endpoint]:
+    return Endpoint.objects.filter(merchant=merchant_of(request)).prefetch_related("event_types")
+
+
+def _get_endpoint_for_key(request: Request, public_id: str) -> Endpoint:
+    """The caller's webhook, or 404 (another merchant's webhook does not exist for them)."""
+    return get_object_or_404(_endpoints_for(request), public_id=public_id)
+
+
+def _one(endpoint: Endpoint, *, reveal_secret: bool = False, code: int = 200) -> Response:
+    context = {"reveal_secret": reveal_secret}
+    return Response({"webhook": WebhookOutput(endpoint, context=context).data}, status=code)
+
+
+@extend_schema(
+    methods=["GET"], parameters=PAGE_PARAMS, responses=WebhookList, operation_id="webhooks_list"
+)
+@extend_schema(
+    methods=["POST"],
+    request=WebhookInput,
+    responses={201: WebhookEnvelope},
+    operation_id="webhooks_create",
+    description="Create a webhook. `secret` is generated when absent; it is shown in full "
+    "only in this response.",
+)
+@api_view(["GET", "POST"])
+def webhooks(request: Request) -> Response:
+    if request.method == "POST":
+        return _create(request)
+    page, size = page_params(request)
+    qs = _endpoints_for(request).order_by("-created_at", "-id")
+    total = qs.count()
+    items = qs[(page - 1) * size : page * size]
+    return Response(
+        {
+            "webhooks": WebhookOutput(items, many=True).data,
+            "pagination": {"page": page, "size": size, "total": total},
+        }
+    )
+
+
+@extend_schema(
+    request=WebhookInput,
+    responses={201: WebhookEnvelope},
+    operation_id="webhook_create_alias",
+    description="SalesPlay's singular path: the same as POST /api/v1/webhooks.",
+)
+@api_view(["POST"])
+def webhook_alias(request: Request) -> Response:
+    return _create(request)
+
+
+def _create(request: Request) -> Response:
+    form = WebhookInput(data=request.data)
+    form.is_valid(raise_exception=True)
+    endpoint = form.create_for(merchant_of(request))
+    return _one(endpoint, reveal_secret=True, code=status.HTTP_201_CREATED)
+
+
+@extend_schema(methods=["GET"], responses=WebhookEnvelope, operation_id="webhooks_retrieve")
+@extend_schema(
+    methods=["PATCH"],
+    request=WebhookInput(partial=True),
+    responses=WebhookEnvelope,
+    operation_id="webhooks_update",
+    description="Change any subset of fields, e.g. `is_active=false` to disable.",
+)
+@extend_schema(methods=["DELETE"], responses={204: None}, operation_id="webhooks_destroy")
+@api_view(["GET", "PATCH", "DELETE"])
+def webhook(request: Request, public_id: str) -> Response:
+    endpoint = _get_endpoint_for_key(request, public_id)
+    if request.method == "DELETE":
+        endpoint.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    if request.method == "PATCH":
+        form = WebhookInput(data=request.data, partial=True)
+        form.is_valid(raise_exception=True)
+        form.save_to(endpoint)
+        endpoint = _get_endpoint_for_key(request, public_id)
+        return _one(endpoint, reveal_secret="secret" in form.validated_data)
+    return _one(endpoint)
+
+
+TestResult = inline_serializer(
+    "TestResult",
+    {
+        "test": inline_serializer(
+            "TestOutcome",
+            {
+                "delivery_id": serializers.CharField(),
+                "event_id": serializers.CharField(),
+                "succeeded": serializers.BooleanField(),
+                "status": serializers.IntegerField(allow_null=True),
+                "duration_ms": serializers.IntegerField(allow_null=True),
+                "error": serializers.CharField(),
+                "response_body": serializers.CharField(),
+            },
+        )
+    },
+)
+
+
+@extend_schema(request=None, responses=TestResult, operation_id="webhooks_test")
+@api_view(["POST"])
+def webhook_test(request: Request, public_id: str) -> Response:
+    """Send a `webhook.test` event now and answer with the receiver's response."""
+    endpoint = _get_endpoint_for_key(request, public_id)
+    delivery = endpoint.send_test()
+    attempt = delivery.attempt_log.first()
+    return Response(
+        {
+            "test": {
+                "delivery_id": delivery.public_id,
+                "event_id": delivery.event.public_id,
+                "succeeded": delivery.status == delivery.Status.SUCCEEDED,
+                "status": delivery.last_status_code,
+                "duration_ms": delivery.last_duration_ms,
+                "error": delivery.last_error,
+                "response_body": attempt.response_body[:2000] if attempt else "",
+            }
+        }
+    )
+
+
+@extend_schema(request=None, responses=WebhookEnvelope, operation_id="webhooks_rotate_secret")
+@api_view(["POST"])
+def webhook_rotate_secret(request: Request, public_id: str) -> Response:
+    """Replace the secret; the old one keeps signing beside it for 24 hours."""
+    endpoint = _get_endpoint_for_key(request, public_id)
+    endpoint.rotate_secret()
+    return _one(endpoint, reveal_secret=True)
+
+
+@extend_schema(
+    request=RecoverInput,
+    responses={202: inline_serializer("Recovered", {"recovered": serializers.IntegerField()})},
+    operation_id="webhooks_recover",
+)
+@api_view(["POST"])
+def webhook_recover(request: Request, public_id: str) -> Response:
+    """Retry every failed delivery of this webhook created since `since`."""
+    endpoint = _get_endpoint_for_key(request, public_id)
+    form = RecoverInput(data=request.data)
+    form.is_valid(raise_exception=True)
+    return accepted({"recovered": endpoint.retry_failed(since=form.validated_data["since"])})

@@ -1,0 +1,162 @@
+"""The webhook resource of the API, in myPOS's request and response shapes.
+
+myPOS: `payload_url` and `secret` in, `{"webhook": {"created_on", "id", "is_active",
+"payload_url", "secret", "events": [{"id", "name"}]}}` out, `created_on` in RFC 1123 form.
+Our own settings (category, log mode, retries, payload style, timeout) sit beside them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.utils.http import http_date
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.fields import empty
+
+from deliveries.http import mask_url
+from endpoints.models import Category, Endpoint, EventType, Merchant
+from endpoints.validators import validate_secret, validate_webhook_url
+
+
+def mask_secret(secret: str) -> str:
+    """Enough to tell secrets apart, never enough to sign with."""
+    return secret[:6] + "****" + secret[-4:] if len(secret) > 12 else "****"
+
+
+class EventsField(serializers.ListField):
+    """Event type names: a JSON list, repeated form fields, or one comma-separated value."""
+
+    child = serializers.CharField(max_length=100)
+
+    def to_internal_value(self, data: Any) -> list[EventType]:
+        if isinstance(data, str):
+            data = [data]
+        names: list[str] = []
+        for item in super().to_internal_value(data):
+            names.extend(part.strip() for part in item.split(",") if part.strip())
+        found = {t.name: t for t in EventType.objects.filter(name__in=names, is_active=True)}
+        unknown = [name for name in names if name not in found]
+        if unknown:
+            raise serializers.ValidationError(
+                f"Unknown event type(s): {', '.join(sorted(set(unknown)))}. "
+                "See GET /api/v1/event-types."
+            )
+        return [found[name] for name in dict.fromkeys(names)]
+
+
+class OptionalBooleanField(serializers.BooleanField):
+    """A form that leaves the field out means "unchanged", not False (DRF's checkbox rule)."""
+
+    default_empty_html = empty
+
+
+@extend_schema_field(OpenApiTypes.URI)
+class UrlField(serializers.CharField):
+    """Documented as a URI; checked by our own rules, whose messages say more than DRF's."""
+
+
+class WebhookInput(serializers.Serializer):
+    payload_url = UrlField(max_length=2048)
+    secret = serializers.CharField(required=False, max_length=200, trim_whitespace=False)
+    events = EventsField(required=False)
+    category = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Category.objects.all(), required=False, allow_null=True
+    )
+    description = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    is_active = OptionalBooleanField(required=False)
+    log_mode = serializers.ChoiceField(Endpoint.LogMode.choices, required=False)
+    payload_style = serializers.ChoiceField(Endpoint.PayloadStyle.choices, required=False)
+    retry_policy = serializers.ChoiceField(Endpoint.RetryPolicy.choices, required=False)
+    fixed_retries = serializers.IntegerField(required=False, min_value=0, max_value=50)
+    fixed_cooldown = serializers.IntegerField(required=False, min_value=1, max_value=86400)
+    timeout = serializers.IntegerField(required=False, min_value=1, max_value=30)
+
+    def validate_payload_url(self, value: str) -> str:
+        return _django_check(validate_webhook_url, value.strip())
+
+    def validate_secret(self, value: str) -> str:
+        return _django_check(validate_secret, value)
+
+    _FIELD_MAP = {
+        "payload_url": "url",
+        "fixed_cooldown": "fixed_cooldown_seconds",
+        "timeout": "timeout_seconds",
+    }
+
+    def save_to(self, endpoint: Endpoint) -> Endpoint:
+        """Apply the validated fields to a new or existing endpoint."""
+        data = dict(self.validated_data)
+        events = data.pop("events", None)
+        is_active = data.pop("is_active", None)
+        with transaction.atomic():
+            for name, value in data.items():
+                setattr(endpoint, self._FIELD_MAP.get(name, name), value)
+            endpoint.save()
+            if events is not None:
+                endpoint.event_types.set(events)
+            if is_active is True and not endpoint.is_enabled:
+                endpoint.enable()
+            elif is_active is False and endpoint.is_enabled:
+                endpoint.disable(Endpoint.DisabledReason.MERCHANT, "Disabled through the API.")
+        return endpoint
+
+    def create_for(self, merchant: Merchant) -> Endpoint:
+        return self.save_to(Endpoint(merchant=merchant))
+
+
+def _django_check(validator: Any, value: str) -> str:
+    try:
+        validator(value)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(exc.messages) from None
+    return value
+
+
+class EventRef(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+
+
+class WebhookOutput(serializers.Serializer):
+    """One webhook. The secret is shown in full only when it was just set or generated."""
+
+    id = serializers.CharField(source="public_id")
+    created_on = serializers.SerializerMethodField()
+    is_active = serializers.BooleanField(source="is_enabled")
+    payload_url = serializers.SerializerMethodField()
+    secret = serializers.SerializerMethodField()
+    events = serializers.SerializerMethodField()
+    category = serializers.CharField(source="category.slug", allow_null=True, default=None)
+    description = serializers.CharField()
+    status = serializers.CharField(source="status_label")
+    disabled_reason = serializers.CharField()
+    log_mode = serializers.CharField()
+    payload_style = serializers.CharField()
+    retry_policy = serializers.CharField()
+    fixed_retries = serializers.IntegerField()
+    fixed_cooldown = serializers.IntegerField(source="fixed_cooldown_seconds")
+    timeout = serializers.IntegerField(source="timeout_seconds")
+
+    def get_created_on(self, endpoint: Endpoint) -> str:
+        return http_date(endpoint.created_at.timestamp())
+
+    def get_payload_url(self, endpoint: Endpoint) -> str:
+        return mask_url(endpoint.url)
+
+    def get_secret(self, endpoint: Endpoint) -> str:
+        if self.context.get("reveal_secret"):
+            return endpoint.secret
+        return mask_secret(endpoint.secret)
+
+    def get_events(self, endpoint: Endpoint) -> list[dict[str, str]]:
+        return [{"id": str(t.pk), "name": t.name} for t in endpoint.event_types.all()]
+
+
+class RecoverInput(serializers.Serializer):
+    since = serializers.DateTimeField(
+        help_text="Retry failed deliveries created at or after this time (ISO 8601)."
+    )

@@ -1,0 +1,113 @@
+"""Real worker processes killed mid-batch: nothing is lost and nothing is sent three times."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from deliveries import emit
+from deliveries.models import Delivery
+from endpoints.models import Endpoint, Merchant
+from tests.conftest import Answer, Receiver
+
+BASE = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def start_worker(redis_conn: Any) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "webhooks_project.settings_test",
+            "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+            "WEBHOOK_LEASE_MARGIN_SECONDS": "1",
+        }
+        # A session of its own, so a kill reaches the worker's scheduler process too, as
+        # when a machine dies.
+        proc = subprocess.Popen(
+            [sys.executable, str(BASE / "manage.py"), "run_worker"],
+            cwd=BASE,
+            env=env,
+            start_new_session=True,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached before the timeout")
+        time.sleep(0.1)
+
+
+def test_it_survives_a_worker_killed_mid_batch(
+    merchant: Merchant,
+    receiver: Receiver,
+    make_endpoint: Callable[..., Endpoint],
+    start_worker: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    make_endpoint(receiver.url(), timeout_seconds=5, max_in_flight=10)
+    receiver.default = Answer(200, b"ok", delay=0.3)
+    events = [emit(merchant, "receipts.update", {"n": n}) for n in range(100)]
+
+    first = start_worker()
+    wait_until(lambda: len(receiver.requests) >= 15, timeout=60)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert Delivery.objects.filter(status="delivering").exists()  # killed with claims held
+
+    second = start_worker()
+    wait_until(lambda: Delivery.objects.filter(status="succeeded").count() == 100, timeout=120)
+
+    sent = Counter(r.headers["webhook-id"] for r in receiver.requests)
+    assert set(sent) == {e.public_id for e in events}
+    assert max(sent.values()) <= 2
+
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=30) == 0
+
+
+def test_it_releases_or_finishes_its_batch_on_sigterm(
+    merchant: Merchant,
+    receiver: Receiver,
+    make_endpoint: Callable[..., Endpoint],
+    start_worker: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    make_endpoint(receiver.url(), timeout_seconds=5, max_in_flight=10)
+    receiver.default = Answer(200, b"ok", delay=0.3)
+    for n in range(60):
+        emit(merchant, "receipts.update", {"n": n})
+
+    worker = start_worker()
+    wait_until(lambda: len(receiver.requests) >= 5, timeout=60)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert not Delivery.objects.filter(status="delivering").exists()
+    assert Delivery.objects.filter(status="pending").exists()  # left for the next worker
+
+    start_worker()
+    wait_until(lambda: Delivery.objects.filter(status="succeeded").count() == 60, timeout=120)
+    sent = Counter(r.headers["webhook-id"] for r in receiver.requests)
+    assert max(sent.values()) == 1

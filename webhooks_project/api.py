@@ -1,0 +1,242 @@
+"""What every API view shares: bearer keys, one error shape, rate limits, pagination.
+
+Errors always look like `{"error": {"code", "message", "fields": {...}}}`, whatever raised
+them (validation, authentication, a missing object, the rate limiter or Django itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import django_rq
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, JsonResponse
+from redis.exceptions import RedisError
+from rest_framework import exceptions, status
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+
+from endpoints.models import ApiKey, Merchant
+
+if TYPE_CHECKING:
+    # Imported lazily: DRF loads this module while rest_framework.views is initialising.
+    from rest_framework.views import APIView
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+class ApiError(exceptions.APIException):
+    """An error with our code and message, e.g. ApiError(409, "not_retryable", "...")."""
+
+    def __init__(self, status_code: int, code: str, message: str, fields: dict | None = None):
+        super().__init__(message, code)
+        self.status_code = status_code
+        self.error_code = code
+        self.fields = fields or {}
+
+
+class PayloadTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413, "payload_too_large", f"The request body is larger than {limit // 1024} KiB."
+        )
+
+
+def error_body(code: str, message: str, fields: dict | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+def _flatten(detail: Any) -> Any:
+    """DRF's nested ErrorDetail lists, as plain messages per field."""
+    if isinstance(detail, dict):
+        return {key: _flatten(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        flat = [_flatten(item) for item in detail]
+        return flat if len(flat) != 1 or isinstance(flat[0], dict) else flat[0]
+    return str(detail)
+
+
+_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: every error in our one JSON shape."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound("No such object.")
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    if not isinstance(exc, exceptions.APIException):
+        return None
+    headers: dict[str, str] = {}
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    status_code = exc.status_code
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        status_code = 400  # bad input is a 400 like any other: the message says what is wrong
+    if isinstance(exc, ApiError):
+        body = error_body(exc.error_code, str(exc.detail), exc.fields)
+    elif isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail)
+        if not isinstance(fields, dict):
+            fields = {"non_field_errors": fields}
+        first = next(iter(fields.items()), ("", "Invalid input."))
+        message = f"{first[0]}: {first[1]}" if first[0] != "non_field_errors" else str(first[1])
+        body = error_body("invalid_request", message, fields)
+    else:
+        code = _CODES.get(exc.status_code, "error")
+        body = error_body(code, str(exc.detail))
+    return Response(body, status=status_code, headers=headers)
+
+
+def json_error(status_code: int, code: str, message: str) -> JsonResponse:
+    """For errors raised outside DRF (URL not found under /api/, server errors)."""
+    return JsonResponse(error_body(code, message), status=status_code)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return json_error(404, "not_found", "No such API path.")
+
+
+# --- authentication ----------------------------------------------------------------------
+
+
+class BearerKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer whk_...`; the key's merchant is `request.auth.merchant`."""
+
+    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise exceptions.AuthenticationFailed(
+                "Use an Authorization header of the form 'Bearer <API key>'."
+            )
+        key = ApiKey.objects.authenticate(token.strip())
+        if key is None:
+            raise exceptions.AuthenticationFailed("The API key is not valid or was revoked.")
+        return (ApiKeyUser(key), key)
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class ApiKeyUser:
+    """The caller behind an API key: a merchant, not a person."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_staff = False
+
+    def __init__(self, key: ApiKey) -> None:
+        self.key = key
+        self.pk = None
+
+    def __str__(self) -> str:
+        return f"api-key:{self.key.prefix}"
+
+
+class HasApiKey(BasePermission):
+    message = "Authentication required: send 'Authorization: Bearer <API key>'."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return isinstance(request.auth, ApiKey)
+
+
+def merchant_of(request: Request) -> Merchant:
+    return request.auth.merchant
+
+
+# --- rate limiting -----------------------------------------------------------------------
+
+
+class KeyRateThrottle(BaseThrottle):
+    """A fixed-window counter per API key in Redis: one INCR per request.
+
+    It fails open: with Redis down the API keeps accepting events (they are stored in the
+    database and delivered once Redis is back), it just cannot count for a while.
+    """
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        if not isinstance(request.auth, ApiKey):
+            return True
+        limit, window = settings.API_RATE_LIMIT
+        now = time.time()
+        bucket = int(now // window)
+        key = f"webhooks:ratelimit:{request.auth.pk}:{bucket}"
+        try:
+            conn = django_rq.get_connection("default")
+            pipe = conn.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, window + 1)
+            count = pipe.execute()[0]
+        except RedisError as exc:
+            log.warning("rate limiter unavailable (%s); allowing the request", exc)
+            return True
+        self._wait = (bucket + 1) * window - now
+        return int(count) <= limit
+
+    def wait(self) -> float | None:
+        return getattr(self, "_wait", None)
+
+
+# --- pagination --------------------------------------------------------------------------
+
+
+def int_param(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    """A whole-number query parameter within [lo, hi], or a clear 400."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(
+            400, "invalid_request", f"{name} must be a whole number.", {name: "Not a whole number."}
+        ) from None
+    if not lo <= value <= hi:
+        message = f"{name} must be between {lo} and {hi}."
+        raise ApiError(400, "invalid_request", message, {name: message})
+    return value
+
+
+def page_params(request: Request) -> tuple[int, int]:
+    page = int_param(request, "page", 1, 1, 1_000_000)
+    size = int_param(request, "size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    assert page is not None and size is not None
+    return page, size
+
+
+def limit_param(request: Request) -> int:
+    limit = int_param(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    assert limit is not None
+    return limit
+
+
+def accepted(body: dict[str, Any]) -> Response:
+    return Response(body, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,53 @@
+"""The REST API under /api/."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+
+from deliveries import api as deliveries_api
+from endpoints import api as endpoints_api
+from webhooks_project import api_schema  # noqa: F401  (registers the bearer-key scheme)
+
+urlpatterns = [
+    path("v1/webhooks", endpoints_api.webhooks, name="api-webhooks"),
+    path("v1/webhook", endpoints_api.webhook_alias, name="api-webhook-alias"),
+    path("v1/webhooks/<str:public_id>", endpoints_api.webhook, name="api-webhook"),
+    path("v1/webhooks/<str:public_id>/test", endpoints_api.webhook_test, name="api-webhook-test"),
+    path(
+        "v1/webhooks/<str:public_id>/rotate-secret",
+        endpoints_api.webhook_rotate_secret,
+        name="api-webhook-rotate-secret",
+    ),
+    path(
+        "v1/webhooks/<str:public_id>/recover",
+        endpoints_api.webhook_recover,
+        name="api-webhook-recover",
+    ),
+    path("v1/events", deliveries_api.events, name="api-events"),
+    path("v1/events/<str:public_id>", deliveries_api.event, name="api-event"),
+    path("v1/deliveries", deliveries_api.deliveries, name="api-deliveries"),
+    path("v1/deliveries/<str:public_id>", deliveries_api.delivery, name="api-delivery"),
+    path(
+        "v1/deliveries/<str:public_id>/retry",
+        deliveries_api.delivery_retry,
+        name="api-delivery-retry",
+    ),
+    path("v1/event-types", deliveries_api.event_types, name="api-event-types"),
+    path(
+        "v1/openapi.json",
+        SpectacularAPIView.as_view(
+            authentication_classes=[], permission_classes=[], throttle_classes=[]
+        ),
+        {"format": "json"},
+        name="api-schema",
+    ),
+    path(
+        "docs/",
+        SpectacularRedocView.as_view(
+            url_name="api-schema",
+            authentication_classes=[],
+            permission_classes=[],
+            throttle_classes=[],
+        ),
+        name="api-docs",
+    ),
+]
