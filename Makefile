@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: run test lint format redis-server chromium clean
+.PHONY: run test test-postgres lint format redis-server chromium postgresql clean
 
 run: $(VENV)/.installed redis-server
 	$(BIN)/python -m webhooks_project.run
@@ -16,6 +16,10 @@ test: $(VENV)/.installed-test redis-server chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The whole suite again on PostgreSQL: a private cluster under var/postgres (unix socket only).
+test-postgres: $(VENV)/.installed-test redis-server chromium postgresql
+	DATABASE_URL="$$($(BIN)/python -m webhooks_project.embedded_postgres start)" $(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
@@ -45,6 +49,10 @@ redis-server:
 chromium:
 	@[ -x /usr/bin/chromium ] || \
 		{ echo "Installing chromium..."; $(APT) update -qq && $(APT) install -y -qq chromium >/dev/null; }
+
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
+		{ echo "Installing postgresql..."; $(APT) update -qq && $(APT) install -y -qq postgresql >/dev/null; }
 
 clean:
 	rm -rf $(VENV) var

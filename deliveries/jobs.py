@@ -19,12 +19,14 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from functools import lru_cache
 from types import FrameType
 
 import django_rq
 from django.conf import settings
 from django.db import close_old_connections
 from redis.exceptions import RedisError
+from rq import Queue
 
 from deliveries.models import AttemptResult, Delivery
 
@@ -38,6 +40,13 @@ FLUSH_EVERY = 0.05  # seconds between bulk writes of finished attempts
 FLUSH_BATCH = 200
 
 
+@lru_cache(maxsize=1)
+def queue() -> Queue:
+    """The delivery queue, made once per process: a new Redis connection per enqueue cost more
+    than the enqueue itself (redis-py pools by connection object, and fork-safely)."""
+    return django_rq.get_queue(QUEUE)
+
+
 def kick(*, force: bool = False) -> bool:
     """Make sure a pump job is queued; called after every commit that creates due work.
 
@@ -48,12 +57,12 @@ def kick(*, force: bool = False) -> bool:
         True when a job was enqueued.
     """
     try:
-        queue = django_rq.get_queue(QUEUE)
-        if not queue.connection.set(PUMP_QUEUED_KEY, "1", nx=True, ex=PUMP_QUEUED_TTL):
+        q = queue()
+        if not q.connection.set(PUMP_QUEUED_KEY, "1", nx=True, ex=PUMP_QUEUED_TTL):
             if not force:
                 return False
-            queue.connection.set(PUMP_QUEUED_KEY, "1", ex=PUMP_QUEUED_TTL)
-        queue.enqueue(
+            q.connection.set(PUMP_QUEUED_KEY, "1", ex=PUMP_QUEUED_TTL)
+        q.enqueue(
             pump,
             job_timeout=PUMP_MAX_SECONDS + 120,
             result_ttl=0,
@@ -99,7 +108,7 @@ def pump(max_seconds: float = PUMP_MAX_SECONDS) -> int:
         How many attempts were made.
     """
     with contextlib.suppress(RedisError):
-        django_rq.get_connection(QUEUE).delete(PUMP_QUEUED_KEY)
+        queue().connection.delete(PUMP_QUEUED_KEY)
     return Pump().run(max_seconds)
 
 
@@ -198,7 +207,7 @@ def sweep() -> int:
         log.warning("released %d deliveries whose worker stopped mid-batch", released)
     if Delivery.objects.due().exists():
         try:
-            queued = django_rq.get_queue(QUEUE).count
+            queued = queue().count
         except RedisError:
             return released
         kick(force=queued == 0)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -188,6 +188,28 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
         full = list(full)
         if full:
             candidates = candidates.exclude(endpoint_id__in=full)
+        with transaction.atomic():
+            chosen = self._take(token, limit, candidates, busy, now)
+        if not chosen:
+            return []
+        return list(
+            Delivery.objects.filter(
+                pk__in=chosen, status=Delivery.Status.DELIVERING, claimed_by=token
+            ).select_related("event__event_type", "event__merchant", "endpoint")
+        )
+
+    def _take(
+        self,
+        token: str,
+        limit: int,
+        candidates: DeliveryQuerySet,
+        busy: dict[int, int],
+        now: datetime,
+    ) -> list[int]:
+        """Pick rows within the per-endpoint caps and mark them ours (inside a transaction)."""
+        if connection.features.has_select_for_update_skip_locked:
+            # PostgreSQL: workers skip each other's candidate rows instead of racing for them.
+            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
         rows = list(
             candidates.order_by("next_attempt_at", "id").values_list(
                 "id", "endpoint_id", "endpoint__timeout_seconds", "endpoint__max_in_flight"
@@ -218,11 +240,7 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
             attempts=models.F("attempts") + 1,
             last_attempt_at=now,
         )
-        return list(
-            Delivery.objects.filter(
-                pk__in=chosen, status=Delivery.Status.DELIVERING, claimed_by=token
-            ).select_related("event__event_type", "event__merchant", "endpoint")
-        )
+        return chosen
 
     def release_expired(self, now: datetime | None = None) -> int:
         """Give back the claims of workers that died mid-batch (their lease ran out)."""

@@ -16,6 +16,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from deliveries import signing
+from endpoints.crypto import EncryptedTextField
 from endpoints.ids import new_id
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class Merchant(models.Model):
     # The last sequence number handed to one of this merchant's events.
     event_sequence = models.BigIntegerField(default=0, editable=False)
     # Signs deliveries to one-off `webhook_url`s, which have no endpoint of their own.
-    webhook_secret = models.CharField(max_length=200, default=signing.new_secret)
+    webhook_secret = EncryptedTextField(default=signing.new_secret)
     notification_email = models.EmailField(
         blank=True, help_text="Where failure warnings go; empty means every member's e-mail."
     )
@@ -169,8 +170,8 @@ class Endpoint(models.Model):
         Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="endpoints"
     )
     event_types = models.ManyToManyField(EventType, related_name="endpoints", blank=True)
-    secret = models.CharField(max_length=200, default=signing.new_secret)
-    previous_secret = models.CharField(max_length=200, blank=True)
+    secret = EncryptedTextField(default=signing.new_secret)
+    previous_secret = EncryptedTextField(blank=True)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
 
     is_enabled = models.BooleanField(default=True)

@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import quote
 
 import django_rq
 import pytest
+from django.db import connection
 from django.test import Client
 
 from deliveries import jobs
@@ -84,6 +86,15 @@ def staff_client(staff: User) -> Client:
 # --- Redis and workers -----------------------------------------------------------------
 
 
+def database_url() -> str:
+    """The test database as a DATABASE_URL, for worker processes started by tests."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    host = quote(db["HOST"] or "", safe="")
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{host}:{db['PORT']}/{db['NAME']}"
+
+
 @pytest.fixture
 def redis_conn() -> Iterator[Any]:
     """The test Redis, emptied before and after the test."""
@@ -147,7 +158,7 @@ class Receiver:
     `answers` is consumed one per request; when it runs out, `default` answers.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[Received] = []
         self.answers: list[Answer] = []
         self.default = Answer()
@@ -185,7 +196,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

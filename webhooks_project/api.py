@@ -10,7 +10,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import django_rq
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
@@ -22,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
+from deliveries import jobs
 from endpoints.models import ApiKey, Merchant
 
 if TYPE_CHECKING:
@@ -190,8 +190,7 @@ class KeyRateThrottle(BaseThrottle):
         bucket = int(now // window)
         key = f"webhooks:ratelimit:{request.auth.pk}:{bucket}"
         try:
-            conn = django_rq.get_connection("default")
-            pipe = conn.pipeline()
+            pipe = jobs.queue().connection.pipeline()
             pipe.incr(key)
             pipe.expire(key, window + 1)
             count = pipe.execute()[0]

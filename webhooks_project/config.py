@@ -6,11 +6,13 @@ that says what to fix instead of failing later in a worker.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import os
 import warnings
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -75,6 +77,9 @@ def get_database(name: str, default: str) -> dict[str, Any]:
         config = env.db_url_config(raw)
     if not config.get("ENGINE") or not config.get("NAME"):
         raise _fail(name, f"malformed database URL {raw!r}")
+    # A unix-socket directory arrives percent-encoded in the host part.
+    if isinstance(config.get("HOST"), str):
+        config["HOST"] = unquote(config["HOST"])
     return config
 
 
@@ -117,3 +122,25 @@ def get_rate(name: str, default: str) -> tuple[int, int]:
     if not count.strip().isdigit() or int(count) < 1 or seconds is None:
         raise _fail(name, f"expected a rate like 600/minute, got {raw!r}")
     return int(count), seconds
+
+
+def get_fernet_keys(name: str) -> list[str]:
+    """Comma-separated Fernet keys (32 url-safe base64 bytes each); the first encrypts."""
+    keys = get_list(name, [])
+    for key in keys:
+        try:
+            if len(base64.urlsafe_b64decode(key.encode())) != 32:
+                raise ValueError
+        except ValueError:
+            raise _fail(
+                name,
+                "each key must be 32 url-safe base64-encoded bytes (make one with: python -c "
+                "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')",
+            ) from None
+    return keys
+
+
+def derive_fernet_key(secret_key: str) -> str:
+    """A local-development encryption key derived from SECRET_KEY."""
+    digest = hashlib.sha256(b"field-encryption:" + secret_key.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()

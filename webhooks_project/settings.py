@@ -6,6 +6,7 @@ Production sets DEBUG=0, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL and REDIS_URL.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -24,6 +25,14 @@ if not SECRET_KEY:
             "SECRET_KEY: must be set when DEBUG is off (set DEBUG=1 for local development)"
         )
     SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
+# Signing secrets are encrypted at rest with these keys (see endpoints/crypto.py).
+FIELD_ENCRYPTION_KEYS = config.get_fernet_keys("FIELD_ENCRYPTION_KEY")
+if not FIELD_ENCRYPTION_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEY: must be set when DEBUG is off (it encrypts signing secrets)"
+        )
+    FIELD_ENCRYPTION_KEYS = [config.derive_fernet_key(SECRET_KEY)]
 ALLOWED_HOSTS = config.get_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = config.get_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = config.get_str("SITE_URL", "http://127.0.0.1:8000")
@@ -37,6 +46,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_rq",
+    "axes",
     "rest_framework",
     "drf_spectacular",
     "endpoints",
@@ -52,6 +62,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "webhooks_project.urls"
@@ -151,6 +166,17 @@ API_RATE_LIMIT = config.get_rate("API_RATE_LIMIT", "6000/minute")
 # Event bodies are capped at 256 KiB; nothing else the API takes comes close to 1 MiB.
 MAX_EVENT_BYTES = 256 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+# Login lockout (django-axes): 5 failures lock the username, and the client address, for
+# 15 minutes. The address ignores X-Forwarded-For unless we run behind our own proxies.
+TRUSTED_PROXY_COUNT = config.get_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+AXES_FAILURE_LIMIT = config.get_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=config.get_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "webhooks_project.security.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -13,6 +13,7 @@ from webhooks_project import embedded_redis
 
 _var = Path(os.environ.get("VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("FIELD_ENCRYPTION_KEY", "dGVzdC1rZXktb25seS1mb3ItdGhlLXRlc3Qtc3VpdGU=")
 if not os.environ.get("REDIS_URL"):
     os.environ["REDIS_URL"] = embedded_redis.ensure_running(_var / "test-redis")
 TEST_REDIS_DIR = _var / "test-redis"

@@ -2,64 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pytest
-from django.db import connection
 
 from deliveries import emit
 from deliveries.models import Delivery
 from endpoints.models import Endpoint, Merchant
 from tests.conftest import Answer, Receiver
+from tests.faults.conftest import wait_until
 
-BASE = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def start_worker(redis_conn: Any) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start() -> subprocess.Popen[bytes]:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "webhooks_project.settings_test",
-            "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
-            "WEBHOOK_LEASE_MARGIN_SECONDS": "1",
-        }
-        # A session of its own, so a kill reaches the worker's scheduler process too, as
-        # when a machine dies.
-        proc = subprocess.Popen(
-            [sys.executable, str(BASE / "manage.py"), "run_worker"],
-            cwd=BASE,
-            env=env,
-            start_new_session=True,
-        )
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the timeout")
-        time.sleep(0.1)
 
 
 def test_it_survives_a_worker_killed_mid_batch(

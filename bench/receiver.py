@@ -1,0 +1,120 @@
+"""A fast webhook receiver on 127.0.0.1 for the benchmark and the fault tests.
+
+A bare asyncio HTTP/1.1 server (tens of thousands of requests a second, so it is never the
+bottleneck). It counts every POST by (path, webhook-id) and remembers when each arrived.
+Paths choose the behaviour:
+
+    /ok/...      answer 200 at once
+    /slow/...    answer 200 after 200 ms
+    /dead/...    never answer (the sender's deadline cuts it)
+    /fail/...    answer 500
+
+`GET /_stats` answers JSON: totals, duplicates, and with `?times=1` the first arrival time of
+every (path, webhook-id). `POST /_reset` forgets everything.
+
+    python -m bench.receiver [--port 0]     # prints "port N" once listening
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter
+
+SLOW_SECONDS = 0.2
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.first_seen: dict[tuple[str, str], float] = {}
+
+    def record(self, path: str, webhook_id: str) -> None:
+        key = (path, webhook_id)
+        self.counts[key] += 1
+        self.first_seen.setdefault(key, time.time())
+
+    def stats(self, with_times: bool) -> dict[str, object]:
+        total = sum(self.counts.values())
+        body: dict[str, object] = {
+            "total": total,
+            "unique": len(self.counts),
+            "duplicates": total - len(self.counts),
+            "max_per_id": max(self.counts.values(), default=0),
+            "first_at": min(self.first_seen.values(), default=None),
+            "last_at": max(self.first_seen.values(), default=None),
+        }
+        if with_times:
+            body["times"] = [[p, w, t] for (p, w), t in self.first_seen.items()]
+        return body
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        name, value = line.split(":", 1)
+                        headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length") or 0)
+                if length:
+                    await reader.readexactly(length)
+                status, body = await self.respond(method, target, headers)
+                writer.write(
+                    b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                    % (status, len(body))
+                    + body
+                )
+                await writer.drain()
+        except (
+            asyncio.IncompleteReadError,
+            ConnectionError,
+            ValueError,
+            asyncio.LimitOverrunError,
+        ):
+            pass
+        finally:
+            writer.close()
+
+    async def respond(self, method: str, target: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        path, _, query = target.partition("?")
+        if method == "GET" and path == "/_stats":
+            return 200, json.dumps(self.stats("times=1" in query)).encode()
+        if method == "POST" and path == "/_reset":
+            self.counts.clear()
+            self.first_seen.clear()
+            return 200, b"{}"
+        if path.startswith("/dead/"):
+            await asyncio.sleep(3600)
+        self.record(path, headers.get("webhook-id", ""))
+        if path.startswith("/slow/"):
+            await asyncio.sleep(SLOW_SECONDS)
+        if path.startswith("/fail/"):
+            return 500, b'{"ok":false}'
+        return 200, b'{"ok":true}'
+
+
+async def serve(port: int) -> None:
+    receiver = Receiver()
+    server = await asyncio.start_server(receiver.handle, "127.0.0.1", port, backlog=1024)
+    print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.port))
+
+
+if __name__ == "__main__":
+    main()

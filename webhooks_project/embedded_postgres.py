@@ -1,0 +1,92 @@
+"""A throw-away PostgreSQL cluster under var/ for `make test-postgres`.
+
+Debian's server binaries, a private data directory and a unix socket only (no TCP port),
+so it neither needs nor touches a system-wide cluster. Run as a script:
+
+    python -m webhooks_project.embedded_postgres start   # prints the DATABASE_URL
+    python -m webhooks_project.embedded_postgres stop
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PORT = 54329  # only names the socket file; nothing listens on TCP
+
+
+def bindir() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    if not found:
+        sys.exit("PostgreSQL server binaries not found (apt-get install postgresql)")
+    return Path(found[-1]).parent
+
+
+def run_as_owner(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    # initdb and postgres refuse to run as root: drop to the `postgres` user when we are root.
+    if os.geteuid() == 0:
+        args = ["runuser", "-u", "postgres", "--", *args]
+    return subprocess.run(args, check=True, **kwargs)  # type: ignore[call-overload]
+
+
+def start(directory: Path) -> str:
+    data, sockets = directory / "data", directory / "run"
+    directory.mkdir(parents=True, exist_ok=True)
+    sockets.mkdir(exist_ok=True)
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        for path in (directory, sockets):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+    bins = bindir()
+    if not (data / "PG_VERSION").exists():
+        run_as_owner(
+            [str(bins / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"],
+            stdout=subprocess.DEVNULL,
+        )
+    if not (data / "postmaster.pid").exists():
+        options = (
+            f"-c listen_addresses='' -c unix_socket_directories={sockets} -p {PORT} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        run_as_owner(
+            [str(bins / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(directory / "log"),
+             "-w", "start"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (sockets / f".s.PGSQL.{PORT}").exists():
+        if time.monotonic() > deadline:
+            sys.exit(f"PostgreSQL did not start; see {directory / 'log'}")
+        time.sleep(0.1)
+    return f"postgres://postgres@{quote(str(sockets), safe='')}:{PORT}/webhooks"
+
+
+def stop(directory: Path) -> None:
+    data = directory / "data"
+    if (data / "postmaster.pid").exists():
+        run_as_owner(
+            [str(bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+            stdout=subprocess.DEVNULL,
+        )
+
+
+def main() -> None:
+    directory = Path(os.environ.get("VAR_DIR", BASE_DIR / "var")) / "postgres"
+    command = sys.argv[1] if len(sys.argv) > 1 else "start"
+    if command == "start":
+        print(start(directory))
+    elif command == "stop":
+        stop(directory)
+    else:
+        sys.exit("usage: python -m webhooks_project.embedded_postgres start|stop")
+
+
+if __name__ == "__main__":
+    main()
