@@ -29,6 +29,10 @@ MASK = "****"
 _MASKED_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie"}
 
 
+# Deliveries whose destination may be sent to: a one-off URL, or an enabled endpoint.
+_TO_ENABLED = Q(endpoint__isnull=True) | Q(endpoint__is_enabled=True)
+
+
 class UnknownEventType(ValueError):
     pass
 
@@ -185,6 +189,8 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
         candidates = self.due(now)
         if ids is not None:
             candidates = Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING)
+        # A webhook disabled after its delivery was scheduled (a resend, a race) gets nothing.
+        candidates = candidates.filter(_TO_ENABLED)
         full = list(full)
         if full:
             candidates = candidates.exclude(endpoint_id__in=full)
@@ -262,7 +268,7 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
             statuses.append(Delivery.Status.SUCCEEDED)
         now = timezone.now()
         with transaction.atomic():
-            count = qs.filter(status__in=statuses).update(
+            count = qs.filter(_TO_ENABLED, status__in=statuses).update(
                 status=Delivery.Status.PENDING,
                 next_attempt_at=now,
                 completed_at=None,
@@ -301,9 +307,7 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
                 if result.status == 410:
                     gone[delivery.endpoint_id] = delivery.endpoint
         with transaction.atomic():
-            Delivery.objects.filter(claimed_by=token).bulk_update(
-                [r.delivery for r in results], Delivery.OUTCOME_FIELDS
-            )
+            _write_outcomes(token, [r.delivery for r in results])
             DeliveryAttempt.objects.bulk_create(attempts)
             if succeeded:
                 Endpoint.objects.filter(pk__in=succeeded, failing_since__isnull=False).update(
@@ -327,17 +331,6 @@ class Delivery(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
-
-    OUTCOME_FIELDS = [
-        "status",
-        "next_attempt_at",
-        "claimed_by",
-        "claimed_until",
-        "last_status_code",
-        "last_error",
-        "last_duration_ms",
-        "completed_at",
-    ]
 
     public_id = models.CharField(max_length=40, unique=True, default=_delivery_id, editable=False)
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="deliveries")
@@ -501,6 +494,39 @@ class Delivery(models.Model):
         Delivery.objects.record(token, [result])
         self.refresh_from_db()
         return result
+
+
+def _write_outcomes(token: str, deliveries: list[Delivery]) -> None:
+    """One prepared UPDATE executed for every row (executemany).
+
+    Django's bulk_update builds a CASE expression per field and row, which cost more CPU than
+    the HTTP requests themselves (profiled: two thirds of a worker's main thread). The claim
+    token in the WHERE clause leaves a row alone if its lease expired and another worker
+    took it meanwhile.
+    """
+    ops = connection.ops
+    qn = ops.quote_name
+    sql = (
+        f"UPDATE {qn(Delivery._meta.db_table)} SET {qn('status')} = %s, "
+        f"{qn('next_attempt_at')} = %s, {qn('claimed_by')} = '', {qn('claimed_until')} = NULL, "
+        f"{qn('last_status_code')} = %s, {qn('last_error')} = %s, {qn('last_duration_ms')} = %s, "
+        f"{qn('completed_at')} = %s WHERE {qn('id')} = %s AND {qn('claimed_by')} = %s"
+    )
+    rows = [
+        (
+            d.status,
+            ops.adapt_datetimefield_value(d.next_attempt_at),
+            d.last_status_code,
+            d.last_error,
+            d.last_duration_ms,
+            ops.adapt_datetimefield_value(d.completed_at),
+            d.pk,
+            token,
+        )
+        for d in deliveries
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 @dataclass

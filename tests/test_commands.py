@@ -100,3 +100,18 @@ def test_it_stops_on_bad_configuration_with_one_line(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert name in lines[0]
+
+
+def test_it_creates_an_api_key_that_authenticates(merchant: Merchant) -> None:
+    from django.test import Client
+
+    from endpoints.models import ApiKey
+
+    raw = run("create_api_key", merchant.public_id, "--name", "Till 3")
+    key = ApiKey.objects.get(merchant=merchant)
+    assert key.name == "Till 3" and raw.startswith("whk_")
+    assert raw not in (key.key_hash, key.prefix)  # only a hash is stored
+    client = Client(headers={"authorization": f"Bearer {raw}"})
+    assert client.get("/api/v1/webhooks").status_code == 200
+    with pytest.raises(CommandError, match="No merchant"):
+        run("create_api_key", "mrc_missing")

@@ -430,3 +430,16 @@ def test_it_signs_with_both_keys_during_a_rotation(
     assert len(request.headers["webhook-signature"].split()) == 2
     for secret in (old, new):
         Webhook(secret).verify(request.body, request.headers)
+
+
+def test_it_sends_nothing_to_a_disabled_webhook_on_resend(
+    merchant: Merchant, receiver: Receiver, make_endpoint: Callable[..., Endpoint], work: Any
+) -> None:
+    endpoint = make_endpoint(receiver.url())
+    event = emit(merchant, "receipts.update", {})
+    work(until=all_done)
+    endpoint.disable()
+    assert event.resend() == 0
+    assert Delivery.objects.retry_now(Delivery.objects.all(), include_succeeded=True) == 0
+    work()
+    assert len(receiver.requests) == 1

@@ -8,4 +8,5 @@ urlpatterns = [
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("webhooks_project.api_urls")),
+    path("", include("endpoints.urls")),
 ]

@@ -1,0 +1,171 @@
+"""The dashboard's delivery log and Events pages (Smart Router's Events tab)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Prefetch
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST, require_safe
+
+from deliveries.http import mask_url
+from deliveries.models import Delivery, DeliveryAttempt, Event
+from endpoints.models import EventType
+from endpoints.views import keyset_page, merchant_for_user, query_without, redirect_back
+
+ATTEMPTS_PAGE_SIZE = 20
+
+
+# --- ownership helpers: one per object kind ------------------------------------------------
+
+
+def _get_delivery_for_user(request: HttpRequest, public_id: str) -> Delivery:
+    return get_object_or_404(
+        Delivery.objects.select_related("endpoint", "event__event_type"),
+        public_id=public_id,
+        merchant=merchant_for_user(request),
+    )
+
+
+def _get_event_for_user(request: HttpRequest, public_id: str) -> Event:
+    return get_object_or_404(
+        Event.objects.select_related("event_type", "merchant"),
+        public_id=public_id,
+        merchant=merchant_for_user(request),
+    )
+
+
+def pretty_json(text: str) -> str:
+    """A logged body, indented when it is JSON; anything else as it was received."""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+# --- deliveries -------------------------------------------------------------------------------
+
+
+@login_required
+@require_safe
+def delivery(request: HttpRequest, public_id: str) -> HttpResponse:
+    delivery = _get_delivery_for_user(request, public_id)
+    page = keyset_page(delivery.attempt_log.all(), request.GET, size=ATTEMPTS_PAGE_SIZE)
+    for attempt in page.items:
+        attempt.request_body_pretty = pretty_json(attempt.request_body)
+        attempt.response_body_pretty = pretty_json(attempt.response_body)
+    return render(
+        request,
+        "webhooks/delivery.html",
+        {
+            "delivery": delivery,
+            "endpoint": delivery.endpoint,
+            "masked_url": mask_url(delivery.target_url),
+            "page": page,
+        },
+    )
+
+
+@login_required
+@require_POST
+def retry_delivery(request: HttpRequest, public_id: str) -> HttpResponse:
+    delivery = _get_delivery_for_user(request, public_id)
+    if delivery.endpoint is not None and not delivery.endpoint.is_enabled:
+        messages.error(request, "This webhook is disabled: enable it to retry its deliveries.")
+    elif Delivery.objects.retry_now(Delivery.objects.filter(pk=delivery.pk)):
+        messages.success(request, f"Delivery {delivery.public_id} will be retried now.")
+    else:
+        messages.info(request, "Only failed or cancelled deliveries can be retried.")
+    return redirect_back(request, reverse("delivery", args=[delivery.public_id]))
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@login_required
+@require_safe
+def events(request: HttpRequest) -> HttpResponse:
+    merchant = merchant_for_user(request)
+    event_types = EventType.objects.select_related("category").order_by(
+        "category__position", "name"
+    )
+    selected = request.GET.get("type", "")
+    qs = Event.objects.for_merchant(merchant).select_related("event_type")
+    if selected:
+        # By id, so the (merchant, event_type, -id) index serves the page.
+        type_id = EventType.objects.filter(name=selected).values_list("pk", flat=True).first()
+        qs = qs.filter(event_type_id=type_id)
+    page = keyset_page(qs, request.GET)
+    summary: dict[int, dict[str, int]] = defaultdict(dict)
+    rows = (
+        Delivery.objects.filter(event_id__in=[e.pk for e in page.items])
+        .values_list("event_id", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for event_id, status, n in rows:
+        summary[event_id][status] = n
+    for event in page.items:
+        counts = summary.get(event.pk, {})
+        counts["in_progress"] = counts.get("pending", 0) + counts.get("delivering", 0)
+        event.delivery_counts = counts
+    return render(
+        request,
+        "events/list.html",
+        {
+            "page": page,
+            "event_types": event_types,
+            "selected": selected,
+            "filter_query": query_without(request, "before", "after"),
+        },
+    )
+
+
+@login_required
+@require_safe
+def event(request: HttpRequest, public_id: str) -> HttpResponse:
+    event = _get_event_for_user(request, public_id)
+    # The retries listed per delivery leave the logged bodies out: they can be large, and
+    # the delivery's own page shows them.
+    attempts = DeliveryAttempt.objects.order_by("number").only(
+        "id",
+        "delivery_id",
+        "number",
+        "created_at",
+        "response_status",
+        "duration_ms",
+        "error",
+        "succeeded",
+    )
+    deliveries = (
+        event.deliveries.select_related("endpoint")
+        .prefetch_related(Prefetch("attempt_log", queryset=attempts))
+        .order_by("id")
+    )
+    context: dict[str, Any] = {
+        "event": event,
+        "deliveries": deliveries,
+        "payload": json.dumps(event.envelope(), indent=2, ensure_ascii=False),
+    }
+    return render(request, "events/detail.html", context)
+
+
+@login_required
+@require_POST
+def resend_event(request: HttpRequest, public_id: str) -> HttpResponse:
+    event = _get_event_for_user(request, public_id)
+    count = event.resend()
+    if count:
+        noun = "webhook" if count == 1 else "webhooks"
+        messages.success(request, f"Event {event.public_id} will be sent again to {count} {noun}.")
+    elif event.deliveries.exists():
+        messages.info(request, "Every delivery of this event is still in progress.")
+    else:
+        messages.info(request, "No webhook got this event, so there is nothing to resend.")
+    return redirect("event", event.public_id)

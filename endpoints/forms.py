@@ -1,0 +1,204 @@
+"""Dashboard forms. URL and secret rules come from endpoints.validators, shared with the API."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django import forms
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from deliveries.http import MAX_URL_LENGTH
+from deliveries.models import Delivery
+from endpoints.models import ApiKey, Category, Endpoint, EventType
+from endpoints.validators import validate_secret, validate_webhook_url
+
+PASSWORD_MASK = "****"
+
+LOG_MODE_HELP = {
+    Endpoint.LogMode.FULL: "Store every attempt, successful or not. Best while developing.",
+    Endpoint.LogMode.ERROR: "Store only failed attempts, to investigate errors.",
+    Endpoint.LogMode.NONE: "Store no attempts. Delivery status is still kept.",
+}
+PAYLOAD_HELP = {
+    Endpoint.PayloadStyle.FULL: "The body carries the event's data.",
+    Endpoint.PayloadStyle.THIN: "Only the event's id and type; fetch the data from the API.",
+}
+RETRY_HELP = {
+    Endpoint.RetryPolicy.EXPONENTIAL: (
+        "5 seconds, doubling up to 15 minutes, for up to 200 attempts within 48 hours."
+    ),
+    Endpoint.RetryPolicy.FIXED: "A set number of retries with a fixed cooldown between them.",
+}
+
+
+def _password_span(url: str) -> tuple[int, int] | None:
+    """Where the basic-auth password of `url` sits, found the way `mask_url` finds it."""
+    marker = url.find("://")
+    if marker == -1:
+        return None
+    start = marker + 3
+    end = min((i for i in (url.find(c, start) for c in "/?#") if i != -1), default=len(url))
+    at = url.rfind("@", start, end)
+    colon = url.find(":", start, at) if at != -1 else -1
+    return None if colon == -1 else (colon + 1, at)
+
+
+def unmask_url(submitted: str, current: str) -> str:
+    """Put the stored password back where the form shows it masked.
+
+    The edit form never sends a basic-auth password to the browser, so a URL that comes
+    back with the mask in the password position keeps the password it had.
+    """
+    span, old = _password_span(submitted), _password_span(current)
+    if span is None or old is None or submitted[span[0] : span[1]] != PASSWORD_MASK:
+        return submitted
+    return submitted[: span[0]] + current[old[0] : old[1]] + submitted[span[1] :]
+
+
+class ChoiceWithHelp(forms.RadioSelect):
+    """Radio buttons that carry a one-line explanation per choice (`radio.data.help`)."""
+
+    def __init__(self, help_texts: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.help_texts = help_texts
+
+    def create_option(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(*args, **kwargs)
+        option["help"] = self.help_texts.get(option["value"], "")
+        return option
+
+
+class EndpointForm(forms.ModelForm):
+    url = forms.CharField(
+        label="Webhook URL",
+        max_length=MAX_URL_LENGTH,
+        widget=forms.URLInput(attrs={"placeholder": "https://example.com/webhooks/pos"}),
+        help_text=(
+            "Where we POST events. For HTTP basic auth, include user:password@ "
+            "(the password is never shown again)."
+        ),
+    )
+    event_types = forms.ModelMultipleChoiceField(
+        label="Events",
+        queryset=EventType.objects.filter(is_active=True).select_related("category"),
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one event."},
+    )
+    secret = forms.CharField(
+        label="Signing secret",
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Leave empty and we generate a strong one (recommended).",
+    )
+
+    class Meta:
+        model = Endpoint
+        fields = [
+            "url",
+            "description",
+            "category",
+            "event_types",
+            "log_mode",
+            "payload_style",
+            "retry_policy",
+            "fixed_retries",
+            "fixed_cooldown_seconds",
+            "timeout_seconds",
+        ]
+        labels = {
+            "payload_style": "Payload",
+            "fixed_retries": "Retries",
+            "fixed_cooldown_seconds": "Cooldown (seconds)",
+            "timeout_seconds": "Timeout (seconds)",
+        }
+        help_texts = {
+            "description": "A note to tell your webhooks apart.",
+            "category": "Used to organise your webhooks.",
+            "fixed_retries": "Fixed policy: how many times to retry after the first attempt.",
+            "fixed_cooldown_seconds": "Fixed policy: seconds between retries.",
+            "timeout_seconds": "We wait at most this long for an answer (1 to 30 seconds).",
+        }
+        widgets = {
+            "log_mode": ChoiceWithHelp(LOG_MODE_HELP),
+            "payload_style": ChoiceWithHelp(PAYLOAD_HELP),
+            "retry_policy": ChoiceWithHelp(RETRY_HELP),
+            "description": forms.TextInput(),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["category"].empty_label = "No category"
+        self.fields["category"].queryset = Category.objects.all()
+        if self.instance.pk:
+            # Only a new webhook takes a secret of the merchant's choosing; after that the
+            # secret changes by rotation, which keeps the old one signing for a while.
+            del self.fields["secret"]
+            self.initial["url"] = self.instance.masked_url
+
+    def event_groups(self) -> list[tuple[str, list[tuple[Any, EventType]]]]:
+        """The Events checkboxes with their types, grouped by category in catalogue order."""
+        types = {t.pk: t for t in self.fields["event_types"].queryset}  # type: ignore[attr-defined]
+        groups: dict[str, list[tuple[Any, EventType]]] = {}
+        for checkbox in self["event_types"]:
+            event_type = types[checkbox.data["value"].value]
+            groups.setdefault(event_type.category.name, []).append((checkbox, event_type))
+        return list(groups.items())
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"].strip()
+        if self.instance.pk:
+            url = unmask_url(url, self.instance.url)
+        validate_webhook_url(url)
+        return url
+
+    def clean_secret(self) -> str:
+        secret = self.cleaned_data.get("secret", "").strip()
+        if secret:
+            validate_secret(secret)
+        return secret
+
+    def save(self, commit: bool = True) -> Endpoint:
+        endpoint = super().save(commit=False)
+        if self.cleaned_data.get("secret"):
+            endpoint.secret = self.cleaned_data["secret"]
+        if commit:
+            endpoint.save()
+            self.save_m2m()
+        return endpoint
+
+
+class RetryFailedForm(forms.Form):
+    since = forms.DateTimeField(
+        label="Failed since (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+        help_text="Deliveries created since then that failed or were cancelled are sent again.",
+    )
+
+    @classmethod
+    def default_since(cls) -> datetime:
+        return (timezone.now() - timedelta(hours=24)).replace(second=0, microsecond=0)
+
+
+class DeliveryFilterForm(forms.Form):
+    """The filters of a deliveries table; invalid values are simply ignored."""
+
+    status = forms.ChoiceField(
+        required=False, choices=[("", "All statuses"), *Delivery.Status.choices]
+    )
+    event_type = forms.ChoiceField(required=False, label="Event")
+
+    def __init__(self, *args: Any, event_types: QuerySet[EventType], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["event_type"].choices = [("", "All events")] + [
+            (t.name, t.name) for t in event_types
+        ]
+
+
+class ApiKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["name"]
+        help_texts = {"name": "What uses this key, e.g. “Back-office sync”."}

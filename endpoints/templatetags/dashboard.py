@@ -1,0 +1,129 @@
+"""Template helpers for the dashboard: numbers, statuses and the 24-hour chart."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from django import template
+from django.utils import timezone
+from django.utils.timesince import timesince, timeuntil
+
+from deliveries.stats import Bucket, Counts
+
+register = template.Library()
+
+# In SVG units; the page scales the chart to its width, so these are close to pixels there.
+CHART_WIDTH = 1100
+CHART_HEIGHT = 220
+CHART_LEFT = 44  # room for the y-axis labels
+CHART_BOTTOM = 24  # room for the hour labels
+CHART_TOP = 8
+
+
+@register.filter
+def thousands(value: Any) -> str:
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return ""
+
+
+@register.filter
+def percent(value: float | None) -> str:
+    """A success rate: 100% only when nothing failed, so 99.96% never rounds up to it."""
+    if value is None:
+        return "\N{EN DASH}"
+    if 99.9 < value < 100:
+        return ">99.9%"
+    return f"{value:.1f}%".replace(".0%", "%")
+
+
+@register.filter
+def ago(value: datetime | None) -> str:
+    """'just now', '5 minutes ago', '2 days, 3 hours ago'."""
+    if value is None:
+        return ""
+    if timezone.now() - value < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(value)} ago"
+
+
+@register.filter
+def until(value: datetime | None) -> str:
+    """'in a moment', 'in 5 minutes'."""
+    if value is None:
+        return ""
+    if value - timezone.now() < timedelta(minutes=1):
+        return "in a moment"
+    return f"in {timeuntil(value)}"
+
+
+@register.filter
+def reason_text(display: str) -> str:
+    """'Auto-disabled: failing continuously' -> 'failing continuously' (the badge says the rest)."""
+    return display.split(": ", 1)[-1]
+
+
+def _nice_ceiling(value: int) -> int:
+    """The smallest 1, 2 or 5 times a power of ten that is at least `value` (and at least 1)."""
+    if value <= 1:
+        return 1
+    power = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 5, 10):
+        if step * power >= value:
+            return step * power
+    return 10 * power
+
+
+def _on_sixth_hour(bucket: Bucket) -> bool:
+    start = bucket.start
+    return start.hour % 6 == 0 and start.minute == start.second == start.microsecond == 0
+
+
+@register.inclusion_tag("webhooks/_chart.html")
+def delivery_chart(buckets: list[Bucket]) -> dict[str, Any]:
+    """Geometry of the stacked bar chart of deliveries per hour, drawn as inline SVG."""
+    top = _nice_ceiling(max((b.counts.total for b in buckets), default=0))
+    plot_height = CHART_HEIGHT - CHART_TOP - CHART_BOTTOM
+    slot = (CHART_WIDTH - CHART_LEFT) / max(len(buckets), 1)
+    bar_width = max(slot * 0.7, 1)
+    bars = []
+    for i, bucket in enumerate(buckets):
+        x = CHART_LEFT + i * slot + (slot - bar_width) / 2
+        y = CHART_TOP + plot_height
+        segments = []
+        for kind in ("succeeded", "failed", "other"):
+            count = getattr(bucket.counts, kind)
+            height = plot_height * count / top
+            if count:
+                y -= height
+                segments.append({"kind": kind, "y": round(y, 1), "height": round(height, 1)})
+        bars.append(
+            {
+                "bucket": bucket,
+                "x": round(x, 1),
+                "width": round(bar_width, 1),
+                "segments": segments,
+                # Every sixth o'clock gets a label, so they never overlap on a phone; the
+                # partial hour the window starts in gets none.
+                "label": bucket.start.strftime("%H:00") if _on_sixth_hour(bucket) else "",
+                "label_x": round(x + bar_width / 2, 1),
+            }
+        )
+    total = sum((b.counts for b in buckets), Counts())
+    return {
+        "bars": bars,
+        "buckets": buckets,
+        "top": top,
+        "total": total,
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "left": CHART_LEFT,
+        "plot_top": CHART_TOP,
+        "plot_height": plot_height,
+        "baseline": CHART_TOP + plot_height,
+        "middle": CHART_TOP + plot_height / 2,
+        "label_y": CHART_HEIGHT - 6,
+    }

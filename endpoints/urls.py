@@ -1,0 +1,53 @@
+"""The merchant dashboard. Objects are addressed by their public ids (`ep_...`, `dlv_...`)."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from deliveries import views as delivery_views
+from endpoints import views
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    # Account
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(
+            template_name="accounts/login.html", redirect_authenticated_user=True
+        ),
+        name="login",
+    ),
+    path("accounts/logout/", views.logout_view, name="logout"),
+    path("accounts/password/", views.password_change, name="password_change"),
+    # Webhook Management
+    path("webhooks/", views.webhooks, name="webhooks"),
+    path("webhooks/add/", views.add_webhook, name="add_webhook"),
+    path("webhooks/<str:public_id>/", views.webhook, name="webhook"),
+    path("webhooks/<str:public_id>/edit/", views.edit_webhook, name="edit_webhook"),
+    path(
+        "webhooks/<str:public_id>/delete/confirm/",
+        views.confirm_delete_webhook,
+        name="confirm_delete_webhook",
+    ),
+    path("webhooks/<str:public_id>/delete/", views.delete_webhook, name="delete_webhook"),
+    path("webhooks/<str:public_id>/disable/", views.disable_webhook, name="disable_webhook"),
+    path("webhooks/<str:public_id>/enable/", views.enable_webhook, name="enable_webhook"),
+    path("webhooks/<str:public_id>/test/", views.send_test, name="send_test"),
+    path("webhooks/<str:public_id>/secret/reveal/", views.reveal_secret, name="reveal_secret"),
+    path("webhooks/<str:public_id>/secret/rotate/", views.rotate_secret, name="rotate_secret"),
+    path("webhooks/<str:public_id>/retry-failed/", views.retry_failed, name="retry_failed"),
+    # Deliveries and events
+    path("deliveries/<str:public_id>/", delivery_views.delivery, name="delivery"),
+    path("deliveries/<str:public_id>/retry/", delivery_views.retry_delivery, name="retry_delivery"),
+    path("events/", delivery_views.events, name="events"),
+    path("events/<str:public_id>/", delivery_views.event, name="event"),
+    path("events/<str:public_id>/resend/", delivery_views.resend_event, name="resend_event"),
+    # API keys (ApiKey has no public id; the ownership helper scopes the pk to the merchant)
+    path("api-keys/", views.api_keys, name="api_keys"),
+    path("api-keys/create/", views.create_api_key, name="create_api_key"),
+    path(
+        "api-keys/<int:key_id>/revoke/confirm/",
+        views.confirm_revoke_api_key,
+        name="confirm_revoke_api_key",
+    ),
+    path("api-keys/<int:key_id>/revoke/", views.revoke_api_key, name="revoke_api_key"),
+]

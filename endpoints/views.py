@@ -1,0 +1,469 @@
+"""The merchant dashboard: Webhook Management, API keys and the account pages.
+
+Every view is scoped to the user's merchant through one `_get_x_for_user` helper per
+object kind, which answers 404 for anything else, so another merchant's objects look
+exactly like objects that do not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.contrib import messages
+from django.contrib.auth import logout, update_session_auth_hash
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordChangeForm
+from django.db.models import Model, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from deliveries import stats
+from deliveries.models import Delivery
+from endpoints.forms import ApiKeyForm, DeliveryFilterForm, EndpointForm, RetryFailedForm
+from endpoints.models import ApiKey, Category, Endpoint, EventType, Merchant
+
+PAGE_SIZE = 50
+TEST_EXCERPT_CHARS = 500
+# The reasons the engine disables an endpoint by itself, which the list calls "Auto-disabled".
+_AUTO_REASONS = [Endpoint.DisabledReason.FAILING, Endpoint.DisabledReason.GONE]
+
+M = TypeVar("M", bound=Model)
+
+
+# --- shared helpers (the deliveries views use them too) ------------------------------------
+
+
+def merchant_for_user(request: HttpRequest) -> Merchant:
+    """The signed-in user's merchant; staff without one have no dashboard."""
+    merchant = getattr(request.user, "merchant", None)
+    if merchant is None:
+        raise Http404("No merchant")
+    return merchant
+
+
+def is_inline(request: HttpRequest) -> bool:
+    """True for a request made by static/app.js, which wants a fragment, not a page."""
+    return request.headers.get("X-Inline") == "1"
+
+
+def redirect_back(request: HttpRequest, default: str) -> HttpResponse:
+    """Back to the page the form was on (it posts `next`), or to `default`."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect(default)
+
+
+def query_without(request: HttpRequest, *names: str) -> str:
+    """The page's query string less `names`: the filters that page links keep."""
+    query = request.GET.copy()
+    for name in names:
+        query.pop(name, None)
+    return query.urlencode()
+
+
+def _parse_id(raw: str | None) -> int | None:
+    try:
+        value = int(raw or "")
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+@dataclass
+class KeysetPage:
+    """One page of a table, newest first, with the ids the links around it need."""
+
+    items: list[Any]
+    newer: int | None  # `?after=` of the page before this one, if any
+    older: int | None  # `?before=` of the page after this one, if any
+    is_first: bool
+
+
+def keyset_page(qs: QuerySet[M], params: Mapping[str, str], size: int = PAGE_SIZE) -> KeysetPage:
+    """Page `qs` by id (`?before=<id>` / `?after=<id>`), newest first.
+
+    An OFFSET would read every skipped row and a page count would COUNT them all; with
+    millions of rows both are slow, while a seek on an index that ends in id is not.
+    """
+    before, after = _parse_id(params.get("before")), _parse_id(params.get("after"))
+    if after is not None and before is None:
+        rows = list(qs.filter(id__gt=after).order_by("id")[: size + 1])
+        has_newer = len(rows) > size
+        rows = rows[:size][::-1]
+        has_older = bool(rows)  # the page was reached from an older one
+    else:
+        if before is not None:
+            qs = qs.filter(id__lt=before)
+        rows = list(qs.order_by("-id")[: size + 1])
+        has_older = len(rows) > size
+        rows = rows[:size]
+        has_newer = before is not None
+    return KeysetPage(
+        items=rows,
+        newer=rows[0].pk if rows and has_newer else None,
+        older=rows[-1].pk if rows and has_older else None,
+        is_first=not has_newer,
+    )
+
+
+# --- ownership helpers: one per object kind ------------------------------------------------
+
+
+def _get_endpoint_for_user(request: HttpRequest, public_id: str) -> Endpoint:
+    return get_object_or_404(
+        Endpoint.objects.select_related("category"),
+        public_id=public_id,
+        merchant=merchant_for_user(request),
+    )
+
+
+def _get_api_key_for_user(request: HttpRequest, key_id: int) -> ApiKey:
+    return get_object_or_404(ApiKey, pk=key_id, merchant=merchant_for_user(request))
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+
+@login_required
+@require_safe
+def index(request: HttpRequest) -> HttpResponse:
+    if getattr(request.user, "merchant", None) is None and request.user.is_staff:
+        return redirect("admin:index")
+    return redirect("webhooks")
+
+
+@login_required
+@require_safe
+def webhooks(request: HttpRequest) -> HttpResponse:
+    merchant = merchant_for_user(request)
+    categories = list(Category.objects.all())
+    event_types = list(EventType.objects.filter(is_active=True).select_related("category"))
+    filters = {k: request.GET.get(k, "") for k in ("category", "event", "status")}
+
+    latest = Delivery.objects.filter(endpoint=OuterRef("pk")).order_by("-id")
+    qs = (
+        Endpoint.objects.for_merchant(merchant)
+        .select_related("category")
+        .prefetch_related(Prefetch("event_types", EventType.objects.order_by("name")))
+        .annotate(
+            last_delivery_at=Subquery(latest.values("created_at")[:1]),
+            last_delivery_status=Subquery(latest.values("status")[:1]),
+        )
+    )
+    has_any = qs.exists()
+    if filters["category"]:
+        qs = qs.filter(category__slug=filters["category"])
+    if filters["event"]:
+        qs = qs.filter(event_types__name=filters["event"])
+    if filters["status"] == "enabled":
+        qs = qs.filter(is_enabled=True)
+    elif filters["status"] == "disabled":
+        qs = qs.filter(is_enabled=False).exclude(disabled_reason__in=_AUTO_REASONS)
+    elif filters["status"] == "auto-disabled":
+        qs = qs.filter(is_enabled=False, disabled_reason__in=_AUTO_REASONS)
+    endpoints = list(qs.distinct())
+    day = stats.last_24_hours([e.pk for e in endpoints])
+    for endpoint in endpoints:
+        endpoint.day = day[endpoint.pk]
+    return render(
+        request,
+        "webhooks/list.html",
+        {
+            "endpoints": endpoints,
+            "has_any": has_any,
+            "filters": filters,
+            "filtered": any(filters.values()),
+            "categories": categories,
+            "event_types": event_types,
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def add_webhook(request: HttpRequest) -> HttpResponse:
+    merchant = merchant_for_user(request)
+    form = EndpointForm(request.POST or None, instance=Endpoint(merchant=merchant))
+    if request.method == "POST" and form.is_valid():
+        endpoint = form.save()
+        messages.success(request, f"Webhook added: {endpoint.masked_url}")
+        return redirect("webhook", endpoint.public_id)
+    return render(request, "webhooks/form.html", {"form": form, "endpoint": None})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def edit_webhook(request: HttpRequest, public_id: str) -> HttpResponse:
+    endpoint = _get_endpoint_for_user(request, public_id)
+    form = EndpointForm(request.POST or None, instance=endpoint)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Webhook saved.")
+        return redirect("webhook", endpoint.public_id)
+    return render(request, "webhooks/form.html", {"form": form, "endpoint": endpoint})
+
+
+def _render_detail(
+    request: HttpRequest, endpoint: Endpoint, *, revealed_secret: bool = False
+) -> HttpResponse:
+    buckets = stats.hourly(endpoint.pk)
+    day = sum((b.counts for b in buckets), stats.Counts())
+    # The types this endpoint gets, and the test event that any endpoint can get.
+    type_choices = EventType.objects.filter(Q(endpoints=endpoint) | Q(name="webhook.test"))
+    filter_form = DeliveryFilterForm(
+        request.GET or None, event_types=type_choices.distinct().order_by("name")
+    )
+    deliveries = Delivery.objects.filter(endpoint=endpoint).select_related("event__event_type")
+    if filter_form.is_valid():
+        if filter_form.cleaned_data["status"]:
+            deliveries = deliveries.filter(status=filter_form.cleaned_data["status"])
+        if filter_form.cleaned_data["event_type"]:
+            type_id = (
+                EventType.objects.filter(name=filter_form.cleaned_data["event_type"])
+                .values_list("pk", flat=True)
+                .first()
+            )
+            deliveries = deliveries.filter(event__event_type_id=type_id)
+    page = keyset_page(deliveries, request.GET)
+    since = endpoint.failing_since or endpoint.disabled_at or RetryFailedForm.default_since()
+    response = render(
+        request,
+        "webhooks/detail.html",
+        {
+            "endpoint": endpoint,
+            "event_types": endpoint.event_types.order_by("name"),
+            "buckets": buckets,
+            "day": day,
+            "filter_form": filter_form,
+            "page": page,
+            "retry_form": RetryFailedForm(initial={"since": RetryFailedForm.default_since()}),
+            "enable_retry_form": RetryFailedForm(initial={"since": since}, prefix="enable"),
+            "revealed_secret": revealed_secret,
+            "secret_overlap": len(endpoint.signing_secrets()) > 1,
+            "filter_query": query_without(request, "before", "after"),
+        },
+    )
+    if revealed_secret:
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_safe
+def webhook(request: HttpRequest, public_id: str) -> HttpResponse:
+    return _render_detail(request, _get_endpoint_for_user(request, public_id))
+
+
+@login_required
+@require_safe
+def confirm_delete_webhook(request: HttpRequest, public_id: str) -> HttpResponse:
+    endpoint = _get_endpoint_for_user(request, public_id)
+    return render(request, "webhooks/delete.html", {"endpoint": endpoint})
+
+
+@login_required
+@require_POST
+def delete_webhook(request: HttpRequest, public_id: str) -> HttpResponse:
+    endpoint = _get_endpoint_for_user(request, public_id)
+    label = endpoint.masked_url
+    endpoint.delete()
+    messages.success(request, f"Webhook deleted: {label}")
+    return redirect("webhooks")
+
+
+@login_required
+@require_POST
+def disable_webhook(request: HttpRequest, public_id: str) -> HttpResponse:
+    endpoint = _get_endpoint_for_user(request, public_id)
+    if endpoint.is_enabled:
+        endpoint.disable(Endpoint.DisabledReason.MERCHANT)
+        messages.success(
+            request,
+            "Webhook disabled. Deliveries waiting for it were cancelled; "
+            "you can retry them after enabling it.",
+        )
+    else:
+        messages.info(request, "This webhook was already disabled.")
+    return redirect_back(request, reverse("webhook", args=[endpoint.public_id]))
+
+
+@login_required
+@require_POST
+def enable_webhook(request: HttpRequest, public_id: str) -> HttpResponse:
+    endpoint = _get_endpoint_for_user(request, public_id)
+    if endpoint.is_enabled:
+        messages.info(request, "This webhook was already enabled.")
+        return redirect_back(request, reverse("webhook", args=[endpoint.public_id]))
+    was_auto_disabled = endpoint.disabled_reason in _AUTO_REASONS
+    endpoint.enable()
+    retry = RetryFailedForm(request.POST, prefix="enable")
+    if request.POST.get("retry") and retry.is_valid():
+        count = endpoint.retry_failed(retry.cleaned_data["since"])
+        messages.success(request, f"Webhook enabled, and {_deliveries(count)} scheduled again.")
+    elif was_auto_disabled:
+        messages.success(
+            request,
+            "Webhook enabled. What failed while it was disabled was not retried: use "
+            "“Retry all failed” on its page to send it again.",
+        )
+    else:
+        messages.success(request, "Webhook enabled. New events will be delivered to it.")
+    return redirect_back(request, reverse("webhook", args=[endpoint.public_id]))
+
+
+def _deliveries(count: int) -> str:
+    return f"{count:,} deliver{'y' if count == 1 else 'ies'}"
+
+
+@login_required
+@require_POST
+def send_test(request: HttpRequest, public_id: str) -> HttpResponse:
+    endpoint = _get_endpoint_for_user(request, public_id)
+    delivery = endpoint.send_test()
+    attempt = delivery.attempt_log.first()
+    context = {
+        "endpoint": endpoint,
+        "delivery": delivery,
+        "ok": delivery.status == Delivery.Status.SUCCEEDED,
+        "excerpt": attempt.response_body[:TEST_EXCERPT_CHARS] if attempt else None,
+        "logged": attempt is not None,
+    }
+    if is_inline(request):
+        # The answer appears right under the button; a flash message as well would only
+        # show up later, on whatever page is loaded next.
+        return render(request, "webhooks/_test_result.html", context)
+    code = delivery.last_status_code or "no answer"
+    summary = f"Test sent to {endpoint.masked_url}: {code} in {delivery.last_duration_ms} ms."
+    if context["ok"]:
+        messages.success(request, summary)
+    else:
+        messages.error(request, f"{summary} {delivery.last_error}".strip())
+    return redirect_back(request, reverse("webhook", args=[endpoint.public_id]))
+
+
+@login_required
+@require_POST
+@never_cache
+def reveal_secret(request: HttpRequest, public_id: str) -> HttpResponse:
+    """Show the signing secret, on a POST.
+
+    A POST keeps the secret out of browser history, proxy and access logs and link
+    prefetchers, and CSRF protection means another site cannot make the browser fetch it.
+    """
+    endpoint = _get_endpoint_for_user(request, public_id)
+    if is_inline(request):
+        return render(
+            request, "webhooks/_secret.html", {"endpoint": endpoint, "revealed_secret": True}
+        )
+    return _render_detail(request, endpoint, revealed_secret=True)
+
+
+@login_required
+@require_POST
+def rotate_secret(request: HttpRequest, public_id: str) -> HttpResponse:
+    endpoint = _get_endpoint_for_user(request, public_id)
+    endpoint.rotate_secret()
+    until = endpoint.previous_secret_expires_at
+    messages.success(
+        request,
+        "Signing secret rotated. The previous secret keeps signing too until "
+        f"{until:%Y-%m-%d %H:%M} UTC: update your receiver before then.",
+    )
+    return redirect("webhook", endpoint.public_id)
+
+
+@login_required
+@require_POST
+def retry_failed(request: HttpRequest, public_id: str) -> HttpResponse:
+    endpoint = _get_endpoint_for_user(request, public_id)
+    form = RetryFailedForm(request.POST)
+    if not endpoint.is_enabled:
+        messages.error(request, "This webhook is disabled: enable it to retry its deliveries.")
+    elif not form.is_valid():
+        messages.error(request, "Choose a valid date and time to retry from.")
+    else:
+        count = endpoint.retry_failed(form.cleaned_data["since"])
+        if count:
+            messages.success(request, f"{_deliveries(count).capitalize()} scheduled again.")
+        else:
+            messages.info(request, "No failed deliveries since then: nothing to retry.")
+    return redirect("webhook", endpoint.public_id)
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+def _render_api_keys(request: HttpRequest, form: ApiKeyForm, status: int = 200) -> HttpResponse:
+    keys = ApiKey.objects.filter(merchant=merchant_for_user(request)).select_related("created_by")
+    return render(request, "api_keys/list.html", {"keys": keys, "form": form}, status=status)
+
+
+@login_required
+@require_safe
+def api_keys(request: HttpRequest) -> HttpResponse:
+    return _render_api_keys(request, ApiKeyForm())
+
+
+@login_required
+@require_POST
+@never_cache
+def create_api_key(request: HttpRequest) -> HttpResponse:
+    merchant = merchant_for_user(request)
+    form = ApiKeyForm(request.POST)
+    if not form.is_valid():
+        return _render_api_keys(request, form, status=400)
+    key, raw_key = ApiKey.issue(merchant, form.cleaned_data["name"], created_by=request.user)
+    messages.success(request, f"API key “{key.name}” created.")
+    # Rendered, not redirected to: the raw key exists only in this response, never in the
+    # session or a URL, and cannot be shown again.
+    return render(request, "api_keys/created.html", {"key": key, "raw_key": raw_key})
+
+
+@login_required
+@require_safe
+def confirm_revoke_api_key(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = _get_api_key_for_user(request, key_id)
+    return render(request, "api_keys/revoke.html", {"key": key})
+
+
+@login_required
+@require_POST
+def revoke_api_key(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = _get_api_key_for_user(request, key_id)
+    if key.is_active:
+        key.revoke()
+        messages.success(request, f"API key “{key.name}” revoked. It no longer works.")
+    else:
+        messages.info(request, f"API key “{key.name}” was already revoked.")
+    return redirect("api_keys")
+
+
+# --- account ----------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def password_change(request: HttpRequest) -> HttpResponse:
+    form = PasswordChangeForm(request.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        update_session_auth_hash(request, user)  # stay signed in on this device
+        messages.success(request, "Your password was changed.")
+        return redirect("index")
+    return render(request, "accounts/password_change.html", {"form": form})
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    messages.info(request, "You are signed out.")
+    return redirect("login")
