@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: run test test-postgres lint format redis-server chromium postgresql clean
+.PHONY: run test test-postgres bench lint format redis-server chromium postgresql clean
 
 run: $(VENV)/.installed redis-server
 	$(BIN)/python -m webhooks_project.run
@@ -20,6 +20,10 @@ test: $(VENV)/.installed-test redis-server chromium
 # The whole suite again on PostgreSQL: a private cluster under var/postgres (unix socket only).
 test-postgres: $(VENV)/.installed-test redis-server chromium postgresql
 	DATABASE_URL="$$($(BIN)/python -m webhooks_project.embedded_postgres start)" $(BIN)/python -m pytest
+
+# The benchmark (never part of `make test`): prints a table, writes var/bench/results.json.
+bench: $(VENV)/.installed redis-server
+	$(BIN)/python -m bench.run
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -31,6 +31,8 @@ class Receiver:
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.first_seen: dict[tuple[str, str], float] = {}
+        self.active = 0  # requests being answered right now
+        self.max_active = 0
 
     def record(self, path: str, webhook_id: str) -> None:
         key = (path, webhook_id)
@@ -44,6 +46,7 @@ class Receiver:
             "unique": len(self.counts),
             "duplicates": total - len(self.counts),
             "max_per_id": max(self.counts.values(), default=0),
+            "max_in_flight": self.max_active,
             "first_at": min(self.first_seen.values(), default=None),
             "last_at": max(self.first_seen.values(), default=None),
         }
@@ -89,12 +92,18 @@ class Receiver:
         if method == "POST" and path == "/_reset":
             self.counts.clear()
             self.first_seen.clear()
+            self.max_active = 0
             return 200, b"{}"
-        if path.startswith("/dead/"):
-            await asyncio.sleep(3600)
-        self.record(path, headers.get("webhook-id", ""))
-        if path.startswith("/slow/"):
-            await asyncio.sleep(SLOW_SECONDS)
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            if path.startswith("/dead/"):
+                await asyncio.sleep(3600)
+            self.record(path, headers.get("webhook-id", ""))
+            if path.startswith("/slow/"):
+                await asyncio.sleep(SLOW_SECONDS)
+        finally:
+            self.active -= 1
         if path.startswith("/fail/"):
             return 500, b'{"ok":false}'
         return 200, b'{"ok":true}'

@@ -17,9 +17,10 @@ import signal
 import threading
 import time
 import uuid
-from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from queue import Empty, SimpleQueue
 from types import FrameType
 
 import django_rq
@@ -28,7 +29,7 @@ from django.db import close_old_connections
 from redis.exceptions import RedisError
 from rq import Queue
 
-from deliveries.models import AttemptResult, Delivery
+from deliveries.models import AttemptResult, ClaimCache, Delivery
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ PUMP_QUEUED_TTL = 30  # seconds; a lost job only delays work until the sweep not
 PUMP_MAX_SECONDS = 60  # a pump hands over to a fresh job now and then, so workers recycle
 FLUSH_EVERY = 0.05  # seconds between bulk writes of finished attempts
 FLUSH_BATCH = 200
+CLAIM_RETRY = 0.1  # seconds between claims while the last one found nothing
+CLAIM_CHUNK = 4  # a claim fetches up to this many pool-fulls, so claims stay few
+PREFETCH = 4  # claimed-but-waiting deliveries per endpoint, as a multiple of its in-flight cap
 
 
 @lru_cache(maxsize=1)
@@ -112,88 +116,164 @@ def pump(max_seconds: float = PUMP_MAX_SECONDS) -> int:
     return Pump().run(max_seconds)
 
 
+@lru_cache(maxsize=4)
+def sender_pool(threads: int) -> ThreadPoolExecutor:
+    """The worker process's sender threads, kept across pump jobs (no thread start-up per job)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="deliver")
+
+
 class Pump:
+    """A pool of sender threads fed continuously from the database.
+
+    Claimed deliveries wait in a small local queue per endpoint; the main thread hands them to
+    free threads while keeping each endpoint under its in-flight cap, claims a new chunk when
+    the queue runs low, and writes finished attempts in bulk. Claiming and recording in chunks
+    keeps the database work per delivery small, and no batch ever waits for its slowest member.
+    """
+
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads or settings.WEBHOOK_WORKER_THREADS
         self.token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self.in_flight: dict[Future[AttemptResult], Delivery] = {}
-        self.busy: Counter[int] = Counter()
-        self.caps: dict[int, int] = {}
+        self.waiting: dict[int | str, deque[Delivery]] = {}
+        self.queued = 0
+        self.in_flight = 0
+        self.busy: Counter[int | str] = Counter()  # in flight, per endpoint
+        self.caps: dict[int | str, int] = {}
+        self.done: SimpleQueue[AttemptResult] = SimpleQueue()
         self.finished: list[AttemptResult] = []
         self.last_flush = time.monotonic()
         self.sent = 0
+        self.peak_in_flight = 0
+        self.cache = ClaimCache()
 
     def run(self, max_seconds: float) -> int:
         stop = _Stop()
         stop.install()
         deadline = time.monotonic() + max_seconds
         try:
-            with ThreadPoolExecutor(self.threads, thread_name_prefix="deliver") as pool:
-                while True:
-                    claiming = not stop.requested and time.monotonic() < deadline
-                    claimed = self.refill(pool) if claiming else 0
-                    if not self.in_flight:
-                        if claimed == 0:
-                            break
-                        continue
-                    self.collect(timeout=FLUSH_EVERY)
-                    if self.should_flush():
-                        self.flush()
+            self._loop(sender_pool(self.threads), stop, deadline)
         finally:
+            self.release_waiting()
             self.flush()
             stop.uninstall()
         if time.monotonic() >= deadline or stop.requested:
             kick(force=True)  # there may be more: let another job (or worker) carry on
         return self.sent
 
-    def refill(self, pool: ThreadPoolExecutor) -> int:
-        free = self.threads - len(self.in_flight)
-        # Claiming one row at a time would cost a query per request: wait for a few slots.
-        if free < max(1, self.threads // 8) and self.in_flight:
-            return 0
-        full = {pk for pk, n in self.busy.items() if n >= self.cap_of(pk)}
-        claimed = Delivery.objects.claim(self.token, free, busy=dict(self.busy), full=full)
+    def _loop(self, pool: ThreadPoolExecutor, stop: _Stop, deadline: float) -> None:
+        next_claim = 0.0  # after a claim that found nothing, look again at this time
+        exhausted = False
+        while True:
+            now = time.monotonic()
+            claiming = not stop.requested and now < deadline
+            if (
+                claiming
+                and self.queued < self.threads
+                and (now >= next_claim or not self.in_flight)
+            ):
+                exhausted = self.claim() == 0
+                # New work for a busy pump (a kick, a retry coming due) waits this long at most.
+                next_claim = now + CLAIM_RETRY if exhausted else 0.0
+            if stop.requested:
+                self.release_waiting()
+            self.dispatch(pool)
+            if not self.in_flight:
+                if self.queued == 0 and (exhausted or not claiming):
+                    return
+                continue
+            self.collect(timeout=min(FLUSH_EVERY, CLAIM_RETRY))
+            waited = time.monotonic() - self.last_flush
+            if self.finished and (len(self.finished) >= FLUSH_BATCH or waited >= FLUSH_EVERY):
+                self.flush()
+
+    def claim(self) -> int:
+        """Fetch up to CLAIM_CHUNK pool-fulls of due deliveries, respecting per-endpoint caps."""
+        busy = Counter(self.busy)
+        for key, waiting in self.waiting.items():
+            busy[key] += len(waiting)
+        int_busy = {k: n for k, n in busy.items() if isinstance(k, int)}
+        full = [k for k, n in int_busy.items() if n >= self.caps.get(k, 1) * PREFETCH]
+        claimed = Delivery.objects.claim(
+            self.token,
+            CLAIM_CHUNK * self.threads - self.queued,
+            busy=int_busy,
+            full=full,
+            prefetch=PREFETCH,
+            cache=self.cache,
+        )
         for delivery in claimed:
-            self.in_flight[pool.submit(delivery.attempt)] = delivery
-            if delivery.endpoint_id:
-                self.busy[delivery.endpoint_id] += 1
-                self.caps[delivery.endpoint_id] = delivery.endpoint.max_in_flight
+            key = delivery.endpoint_id or f"url-{delivery.pk}"
+            self.caps[key] = delivery.endpoint.max_in_flight if delivery.endpoint_id else 1
+            self.waiting.setdefault(key, deque()).append(delivery)
+        self.queued += len(claimed)
         return len(claimed)
 
-    def cap_of(self, endpoint_id: int) -> int:
-        return self.caps.get(endpoint_id, 1)
+    def dispatch(self, pool: ThreadPoolExecutor) -> None:
+        """Start as many waiting deliveries as threads are free, round-robin over endpoints."""
+        while self.queued and self.in_flight < self.threads:
+            started = False
+            for key in list(self.waiting):
+                if self.in_flight >= self.threads:
+                    break
+                if self.busy[key] >= self.caps[key]:
+                    continue
+                waiting = self.waiting[key]
+                delivery = waiting.popleft()
+                if not waiting:
+                    del self.waiting[key]
+                self.queued -= 1
+                self.in_flight += 1
+                self.busy[key] += 1
+                pool.submit(self._attempt, delivery)
+                started = True
+            if not started:
+                break
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def _attempt(self, delivery: Delivery) -> None:
+        try:
+            result = delivery.attempt()
+        except Exception as exc:  # a bug must not leave the delivery claimed forever
+            log.exception("delivery %s crashed", delivery.public_id)
+            result = AttemptResult(
+                delivery=delivery,
+                request_body=b"",
+                request_headers={},
+                error=f"internal error: {exc}",
+            )
+        self.done.put(result)
 
     def collect(self, timeout: float) -> None:
-        done, _ = wait(self.in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
-        for future in done:
-            delivery = self.in_flight.pop(future)
-            if delivery.endpoint_id:
-                self.busy[delivery.endpoint_id] -= 1
-                if self.busy[delivery.endpoint_id] <= 0:
-                    del self.busy[delivery.endpoint_id]
-            self.finished.append(_result_of(future, delivery))
-            self.sent += 1
+        try:
+            results = [self.done.get(timeout=timeout)]
+        except Empty:
+            return
+        with contextlib.suppress(Empty):
+            while True:
+                results.append(self.done.get_nowait())
+        for result in results:
+            delivery = result.delivery
+            key = delivery.endpoint_id or f"url-{delivery.pk}"
+            self.in_flight -= 1
+            self.busy[key] -= 1
+            if self.busy[key] <= 0:
+                del self.busy[key]
+            self.finished.append(result)
+        self.sent += len(results)
 
-    def should_flush(self) -> bool:
-        return len(self.finished) >= FLUSH_BATCH or (
-            self.finished and time.monotonic() - self.last_flush >= FLUSH_EVERY
-        )
+    def release_waiting(self) -> None:
+        """Give back claimed deliveries that were never sent (stopping, or handing over)."""
+        ids = [d.pk for waiting in self.waiting.values() for d in waiting]
+        self.waiting.clear()
+        self.queued = 0
+        if ids:
+            Delivery.objects.release(self.token, ids)
 
     def flush(self) -> None:
         if self.finished:
             Delivery.objects.record(self.token, self.finished)
             self.finished = []
         self.last_flush = time.monotonic()
-
-
-def _result_of(future: Future[AttemptResult], delivery: Delivery) -> AttemptResult:
-    try:
-        return future.result()
-    except Exception as exc:  # a bug must not leave the delivery claimed forever
-        log.exception("delivery %s crashed", delivery.public_id)
-        return AttemptResult(
-            delivery=delivery, request_body=b"", request_headers={}, error=f"internal error: {exc}"
-        )
 
 
 def sweep() -> int:

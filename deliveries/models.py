@@ -20,7 +20,7 @@ from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from deliveries import http, policy, signing
+from deliveries import http, observability, policy, signing
 from endpoints.ids import new_id
 from endpoints.models import Endpoint, EventType, Merchant
 
@@ -53,10 +53,7 @@ class EventQuerySet(models.QuerySet["Event"]):
         self, merchant: Merchant, type_name: str, data: Any, *, webhook_url: str | None = None
     ) -> Event:
         """Store one event with the merchant's next sequence number (inside a transaction)."""
-        try:
-            event_type = EventType.objects.get(name=type_name, is_active=True)
-        except EventType.DoesNotExist:
-            raise UnknownEventType(f"Unknown event type {type_name!r}.") from None
+        event_type = active_event_type(type_name)
         with transaction.atomic():
             return self.create(
                 merchant=merchant,
@@ -74,20 +71,86 @@ class EventQuerySet(models.QuerySet["Event"]):
 
         with transaction.atomic():
             event = self.create_event(merchant, type_name, data, webhook_url=webhook_url)
-            now = event.created_at
             endpoints = Endpoint.objects.filter(merchant=merchant).subscribed_to(event.event_type)
-            rows = [
-                Delivery(merchant=merchant, event=event, endpoint_id=pk, next_attempt_at=now)
-                for pk in endpoints.values_list("pk", flat=True)
+            targets: list[tuple[int | None, str]] = [
+                (pk, "") for pk in endpoints.values_list("pk", flat=True)
             ]
             if webhook_url:
-                rows.append(
-                    Delivery(merchant=merchant, event=event, url=webhook_url, next_attempt_at=now)
-                )
-            Delivery.objects.bulk_create(rows)
-            if rows:
+                targets.append((None, webhook_url))
+            _insert_deliveries(event, targets)
+            if targets:
                 transaction.on_commit(jobs.kick)
         return event
+
+
+_event_types: dict[str, tuple[float, EventType]] = {}
+EVENT_TYPE_TTL = 30.0  # seconds a process trusts its copy of a catalogue entry
+
+
+def active_event_type(name: str) -> EventType:
+    """The catalogue entry for `name`, from a short-lived per-process cache (emit's hot path).
+
+    Raises:
+        UnknownEventType: when no active type has that name.
+    """
+    cached = _event_types.get(name)
+    if cached is not None and time.monotonic() - cached[0] < EVENT_TYPE_TTL:
+        return cached[1]
+    try:
+        event_type = EventType.objects.select_related("category").get(name=name, is_active=True)
+    except EventType.DoesNotExist:
+        _event_types.pop(name, None)
+        raise UnknownEventType(f"Unknown event type {name!r}.") from None
+    _event_types[name] = (time.monotonic(), event_type)
+    return event_type
+
+
+def _insert_deliveries(event: Event, targets: list[tuple[int | None, str]]) -> None:
+    """One prepared INSERT for an event's deliveries: (endpoint id, one-off URL) each.
+
+    bulk_create built a model instance and compiled every field per row, which made it the
+    largest part of an emit.
+    """
+    if not targets:
+        return
+    ops = connection.ops
+    qn = ops.quote_name
+    columns = (
+        "public_id",
+        "merchant_id",
+        "event_id",
+        "endpoint_id",
+        "url",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "claimed_by",
+        "last_error",
+        "created_at",
+    )
+    sql = (
+        f"INSERT INTO {qn(Delivery._meta.db_table)} ({', '.join(qn(c) for c in columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    )
+    now = ops.adapt_datetimefield_value(event.created_at)
+    rows = [
+        (
+            new_id("dlv"),
+            event.merchant_id,
+            event.pk,
+            endpoint_id,
+            url,
+            "pending",
+            0,
+            now,
+            "",
+            "",
+            now,
+        )
+        for endpoint_id, url in targets
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 class Event(models.Model):
@@ -137,7 +200,11 @@ class Event(models.Model):
         return body
 
     def body(self, *, thin: bool = False) -> bytes:
-        return json.dumps(self.envelope(thin=thin), separators=(",", ":")).encode()
+        """The exact bytes receivers get; cached, since every endpoint gets the same ones."""
+        cache = self.__dict__.setdefault("_bodies", {})
+        if thin not in cache:
+            cache[thin] = json.dumps(self.envelope(thin=thin), separators=(",", ":")).encode()
+        return cache[thin]
 
     def resend(self) -> int:
         """Send this event again to every endpoint it went to, as new attempts.
@@ -165,6 +232,8 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
         busy: dict[int, int] | None = None,
         full: Iterable[int] = (),
         ids: Sequence[int] | None = None,
+        prefetch: int = 1,
+        cache: ClaimCache | None = None,
     ) -> list[Delivery]:
         """Claim up to `limit` due deliveries for one worker, atomically.
 
@@ -177,6 +246,8 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
             limit: how many deliveries the caller can send right now.
             busy: in-flight requests per endpoint id in this worker.
             full: endpoints already at their in-flight cap in this worker.
+            prefetch: claim up to this many times an endpoint's cap (the rest wait locally).
+            cache: a worker's cache of events and endpoints shared by many deliveries.
             ids: claim exactly these deliveries if due (manual "send now").
 
         Returns:
@@ -195,14 +266,10 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
         if full:
             candidates = candidates.exclude(endpoint_id__in=full)
         with transaction.atomic():
-            chosen = self._take(token, limit, candidates, busy, now)
+            chosen = self._take(token, limit, candidates, busy, now, prefetch)
         if not chosen:
             return []
-        return list(
-            Delivery.objects.filter(
-                pk__in=chosen, status=Delivery.Status.DELIVERING, claimed_by=token
-            ).select_related("event__event_type", "event__merchant", "endpoint")
-        )
+        return (cache or ClaimCache()).load(chosen, token)
 
     def _take(
         self,
@@ -211,6 +278,7 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
         candidates: DeliveryQuerySet,
         busy: dict[int, int],
         now: datetime,
+        prefetch: int,
     ) -> list[int]:
         """Pick rows within the per-endpoint caps and mark them ours (inside a transaction)."""
         if connection.features.has_select_for_update_skip_locked:
@@ -226,7 +294,7 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
         longest = 0
         for pk, endpoint_id, timeout, max_in_flight in rows:
             if endpoint_id is not None:
-                allowed = max_in_flight - busy.get(endpoint_id, 0)
+                allowed = max_in_flight * prefetch - busy.get(endpoint_id, 0)
                 if taken.get(endpoint_id, 0) >= allowed:
                     continue
                 taken[endpoint_id] = taken.get(endpoint_id, 0) + 1
@@ -247,6 +315,15 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
             last_attempt_at=now,
         )
         return chosen
+
+    def release(self, token: str, ids: Sequence[int]) -> int:
+        """Give back claims that were never attempted: due again at once, attempt uncounted."""
+        return Delivery.objects.filter(pk__in=ids, claimed_by=token).update(
+            status=Delivery.Status.PENDING,
+            claimed_by="",
+            claimed_until=None,
+            attempts=models.F("attempts") - 1,
+        )
 
     def release_expired(self, now: datetime | None = None) -> int:
         """Give back the claims of workers that died mid-batch (their lease ran out)."""
@@ -308,7 +385,7 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
                     gone[delivery.endpoint_id] = delivery.endpoint
         with transaction.atomic():
             _write_outcomes(token, [r.delivery for r in results])
-            DeliveryAttempt.objects.bulk_create(attempts)
+            _insert_attempts(attempts)
             if succeeded:
                 Endpoint.objects.filter(pk__in=succeeded, failing_since__isnull=False).update(
                     failing_since=None, failure_warning_sent_at=None
@@ -318,10 +395,77 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
                 Endpoint.objects.filter(pk__in=still_failing, failing_since__isnull=True).update(
                     failing_since=now
                 )
+        observability.observe(results)
         for endpoint in gone.values():
             endpoint.auto_disable(Endpoint.DisabledReason.GONE, "The receiver answered 410 Gone.")
         if still_failing - set(gone):
             Endpoint.objects.check_failing(still_failing - set(gone), now)
+
+
+class ClaimCache:
+    """Events and endpoints for claimed deliveries, loaded once and shared.
+
+    Ten deliveries of one event share one Event object (and its encoded body), and a worker
+    reloads an endpoint at most every few seconds, so a claim costs one narrow query for the
+    deliveries instead of building four model instances per row.
+    """
+
+    ENDPOINT_TTL = 5.0  # seconds: how soon a worker sees a rotated secret or a new timeout
+    MAX_EVENTS = 2_000  # a few claims' worth: more only held memory (the bench saw +46 % RSS)
+
+    def __init__(self) -> None:
+        self.events: dict[int, Event] = {}
+        self.endpoints: dict[int, Endpoint] = {}
+        self.endpoints_loaded_at = time.monotonic()
+
+    def load(self, ids: Sequence[int], token: str) -> list[Delivery]:
+        rows = list(
+            Delivery.objects.filter(
+                pk__in=ids, status=Delivery.Status.DELIVERING, claimed_by=token
+            ).values_list(*_CLAIM_FIELDS)
+        )
+        self._load_events({row[2] for row in rows})
+        self._load_endpoints({row[3] for row in rows if row[3] is not None})
+        deliveries = []
+        for row in rows:
+            delivery = Delivery(**dict(zip(_CLAIM_FIELDS, row, strict=True)))
+            delivery.status = Delivery.Status.DELIVERING
+            delivery.claimed_by = token
+            delivery.event = self.events[delivery.event_id]
+            if delivery.endpoint_id is not None:
+                delivery.endpoint = self.endpoints[delivery.endpoint_id]
+            deliveries.append(delivery)
+        return deliveries
+
+    def _load_events(self, ids: set[int]) -> None:
+        missing = ids - self.events.keys()
+        if not missing:
+            return
+        if len(self.events) + len(missing) > self.MAX_EVENTS:
+            self.events.clear()
+        for event in Event.objects.filter(pk__in=missing).select_related("event_type", "merchant"):
+            self.events[event.pk] = event
+
+    def _load_endpoints(self, ids: set[int]) -> None:
+        if time.monotonic() - self.endpoints_loaded_at > self.ENDPOINT_TTL:
+            self.endpoints.clear()
+            self.endpoints_loaded_at = time.monotonic()
+        missing = ids - self.endpoints.keys()
+        if missing:
+            self.endpoints.update(Endpoint.objects.in_bulk(missing))
+
+
+_CLAIM_FIELDS = (
+    "id",
+    "public_id",
+    "event_id",
+    "endpoint_id",
+    "merchant_id",
+    "url",
+    "attempts",
+    "created_at",
+    "last_attempt_at",
+)
 
 
 class Delivery(models.Model):
@@ -524,6 +668,57 @@ def _write_outcomes(token: str, deliveries: list[Delivery]) -> None:
             token,
         )
         for d in deliveries
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+_ATTEMPT_COLUMNS = (
+    "delivery_id",
+    "number",
+    "created_at",
+    "url",
+    "request_headers",
+    "request_body",
+    "response_status",
+    "response_headers",
+    "response_body",
+    "response_truncated",
+    "duration_ms",
+    "error",
+    "succeeded",
+)
+
+
+def _insert_attempts(attempts: list[DeliveryAttempt]) -> None:
+    """One prepared INSERT for every attempt row (bulk_create's per-field work cost more)."""
+    if not attempts:
+        return
+    ops = connection.ops
+    qn = ops.quote_name
+    meta = DeliveryAttempt._meta
+    json_fields = [meta.get_field("request_headers"), meta.get_field("response_headers")]
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(c) for c in _ATTEMPT_COLUMNS)}) "
+        f"VALUES ({', '.join(['%s'] * len(_ATTEMPT_COLUMNS))})"
+    )
+    rows = [
+        (
+            a.delivery_id,
+            a.number,
+            ops.adapt_datetimefield_value(a.created_at),
+            a.url,
+            json_fields[0].get_db_prep_save(a.request_headers, connection),
+            a.request_body,
+            a.response_status,
+            json_fields[1].get_db_prep_save(a.response_headers, connection),
+            a.response_body,
+            a.response_truncated,
+            a.duration_ms,
+            a.error,
+            a.succeeded,
+        )
+        for a in attempts
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)

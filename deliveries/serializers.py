@@ -10,7 +10,7 @@ from django.http import QueryDict
 from rest_framework import serializers
 
 from deliveries.http import mask_url
-from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.models import Delivery, DeliveryAttempt, UnknownEventType, active_event_type
 from endpoints.models import EventType
 from endpoints.validators import validate_webhook_url
 
@@ -38,10 +38,12 @@ class EventInput(serializers.Serializer):
     )
 
     def validate_type(self, value: str) -> str:
-        if not EventType.objects.filter(name=value, is_active=True).exists():
+        try:
+            active_event_type(value)
+        except UnknownEventType:
             raise serializers.ValidationError(
                 f"Unknown event type {value!r}. See GET /api/v1/event-types."
-            )
+            ) from None
         return value
 
     def validate_webhook_url(self, value: str) -> str:

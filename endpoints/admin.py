@@ -2,17 +2,48 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.core.validators import MinValueValidator
+from django.db.models import Field, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 
-from endpoints.models import Category, Endpoint, EventType, Merchant, User
+from deliveries import observability
+from endpoints.models import (
+    ApiKey,
+    Category,
+    Endpoint,
+    EventType,
+    Inspector,
+    LoyaltyApp,
+    LoyaltyCall,
+    Merchant,
+    User,
+)
 
 
 @admin.register(Merchant)
 class MerchantAdmin(admin.ModelAdmin):
     list_display = ["name", "public_id", "event_sequence", "retention_days", "created_at"]
+    list_editable = ["retention_days"]
+
+    def formfield_for_dbfield(self, db_field: Field, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "retention_days" and field is not None:
+            # 0 days would prune a merchant's logs the moment deliveries end.
+            field.validators.append(MinValueValidator(1))
+            field.widget.attrs["min"] = 1
+            field.help_text = (
+                f"Days to keep delivery logs; empty means the default ({settings.RETENTION_DAYS})."
+            )
+        return field
+
     search_fields = ["name", "public_id"]
     readonly_fields = ["public_id", "event_sequence", "created_at"]
     exclude = ["webhook_secret"]
@@ -72,6 +103,28 @@ class EndpointAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def get_urls(self) -> list[URLPattern]:
+        failing = path(
+            "failing/",
+            self.admin_site.admin_view(self.failing_view),
+            name="endpoints_endpoint_failing",
+        )
+        return [failing, *super().get_urls()]
+
+    def failing_view(self, request: HttpRequest) -> HttpResponse:
+        """The endpoints failing most in the last 24 hours: where staff start triage."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        hours = 24
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Endpoints failing most in the last {hours} hours",
+            "opts": self.model._meta,
+            "hours": hours,
+            "rows": observability.failing_endpoints(hours=hours),
+        }
+        return TemplateResponse(request, "admin/endpoints/endpoint/failing.html", context)
+
     actions = ["disable_endpoints", "enable_endpoints", "retry_failed_deliveries"]
 
     @admin.display(description="URL")
@@ -98,3 +151,51 @@ class EndpointAdmin(admin.ModelAdmin):
     def retry_failed_deliveries(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
         total = sum(endpoint.retry_failed() for endpoint in queryset)
         self.message_user(request, f"Scheduled {total} failed deliveries again.", messages.SUCCESS)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "merchant", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["merchant"]
+    list_select_related = ["merchant"]
+    search_fields = ["name", "prefix", "merchant__name"]
+    # Only the hash is stored; staff see the prefix and can revoke, never the key.
+    readonly_fields = ["merchant", "name", "prefix", "created_at", "created_by", "last_used_at"]
+    exclude = ["key_hash"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Inspector)
+class InspectorAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "merchant", "created_at"]
+    list_filter = ["merchant"]
+    list_select_related = ["merchant"]
+    exclude = ["token"]
+
+
+@admin.register(LoyaltyApp)
+class LoyaltyAppAdmin(admin.ModelAdmin):
+    list_display = ["merchant", "masked", "log_mode"]
+    list_select_related = ["merchant"]
+    exclude = ["url", "secret"]
+    readonly_fields = ["masked"]
+
+    @admin.display(description="URL")
+    def masked(self, obj: LoyaltyApp) -> str:
+        from deliveries.http import mask_url
+
+        return mask_url(obj.url)
+
+
+@admin.register(LoyaltyCall)
+class LoyaltyCallAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "created_at"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

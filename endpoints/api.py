@@ -9,13 +9,15 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, parser_classes
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from endpoints import samples
 from endpoints.models import Endpoint
 from endpoints.serializers import RecoverInput, WebhookInput, WebhookOutput
-from webhooks_project.api import accepted, merchant_of, page_params
+from webhooks_project.api import ApiError, accepted, merchant_of, page_params
 
 WebhookEnvelope = inline_serializer("WebhookEnvelope", {"webhook": WebhookOutput()})
 WebhookList = inline_serializer(
@@ -140,12 +142,36 @@ TestResult = inline_serializer(
 )
 
 
-@extend_schema(request=None, responses=TestResult, operation_id="webhooks_test")
+class TestInput(serializers.Serializer):
+    event_type = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="Send the data of your latest event of this type instead of the sample.",
+    )
+
+
+@extend_schema(
+    request=TestInput,
+    responses=TestResult,
+    operation_id="webhooks_test",
+    description="Send a `webhook.test` event now and answer with the receiver's response. "
+    "With `event_type`, its data is that of your latest real event of that type (400 when "
+    "there is none).",
+)
 @api_view(["POST"])
+# Multipart too: a bare POST from an HTTP library that defaults to it keeps working.
+@parser_classes([JSONParser, FormParser, MultiPartParser])
 def webhook_test(request: Request, public_id: str) -> Response:
     """Send a `webhook.test` event now and answer with the receiver's response."""
     endpoint = _get_endpoint_for_key(request, public_id)
-    delivery = endpoint.send_test()
+    form = TestInput(data=request.data)
+    form.is_valid(raise_exception=True)
+    type_name = form.validated_data.get("event_type", "")
+    try:
+        delivery = samples.send_test(endpoint, type_name)
+    except samples.NoEventYet as exc:
+        raise ApiError(400, "invalid_request", str(exc), {"event_type": str(exc)}) from None
     attempt = delivery.attempt_log.first()
     return Response(
         {

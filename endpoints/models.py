@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.mail import send_mail
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -21,6 +21,7 @@ from endpoints.ids import new_id
 
 if TYPE_CHECKING:
     from deliveries.models import Delivery
+    from endpoints import loyalty
 
 SECRET_OVERLAP = timedelta(hours=24)
 
@@ -60,10 +61,14 @@ class Merchant(models.Model):
         The UPDATE takes the row's write lock, so concurrent emitters queue up and every
         number is used once, in commit order.
         """
-        Merchant.objects.filter(pk=self.pk).update(event_sequence=models.F("event_sequence") + 1)
-        self.event_sequence = (
-            Merchant.objects.filter(pk=self.pk).values_list("event_sequence", flat=True).get()
-        )
+        table = connection.ops.quote_name(Merchant._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET event_sequence = event_sequence + 1 WHERE id = %s "
+                "RETURNING event_sequence",
+                [self.pk],
+            )
+            self.event_sequence = cursor.fetchone()[0]
         return self.event_sequence
 
     def notification_recipients(self) -> list[str]:
@@ -360,7 +365,8 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
         """The active key for a bearer token, or None. Only the hash is ever stored."""
         if not raw_key.startswith(API_KEY_PREFIX):
             return None
-        key = self.active().select_related("merchant").filter(key_hash=ApiKey.hash(raw_key)).first()
+        found = self.active().select_related("merchant").filter(key_hash=ApiKey.hash(raw_key))
+        key = next(iter(found[:1]), None)  # no ORDER BY: the hash is unique
         if key is not None and (
             key.last_used_at is None or timezone.now() - key.last_used_at > timedelta(minutes=1)
         ):
@@ -430,3 +436,173 @@ def test_data(endpoint: Endpoint) -> dict[str, Any]:
         "endpoint_id": endpoint.public_id,
         "sent_by": settings.SITE_URL,
     }
+
+
+# --- merchant tooling: the request inspector and the external loyalty app -----------------
+
+
+def _inspector_id() -> str:
+    return new_id("ins")
+
+
+def _inspector_token() -> str:
+    # The token is the only credential of a public URL: 32 random bytes, unguessable.
+    return secrets.token_urlsafe(32)
+
+
+class Inspector(models.Model):
+    """A URL that records whatever is sent to it (`/catch/<token>/`), for trying webhooks."""
+
+    class Answer(models.TextChoices):
+        OK = "200", "200 OK"
+        ERROR = "500", "500 Internal Server Error"
+        GONE = "410", "410 Gone"
+        SLOW = "slow", "Slow"
+
+    MAX_SLOW_SECONDS = 35  # past our 30-second deadline, so a sender times out first
+    KEEP_REQUESTS = 100
+    MAX_PER_MERCHANT = 20
+
+    public_id = models.CharField(max_length=40, unique=True, default=_inspector_id, editable=False)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="inspectors")
+    name = models.CharField(max_length=100)
+    token = models.CharField(max_length=64, unique=True, default=_inspector_token, editable=False)
+    answer = models.CharField(max_length=10, choices=Answer.choices, default=Answer.OK)
+    slow_seconds = models.PositiveIntegerField(
+        default=MAX_SLOW_SECONDS,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_SLOW_SECONDS)],
+        help_text="Slow answer: seconds to wait before answering 200.",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_id})"
+
+    @property
+    def path(self) -> str:
+        from django.urls import reverse
+
+        return reverse("catch", args=[self.token])
+
+    def pointing_endpoints(self) -> EndpointQuerySet:
+        """The merchant's webhooks whose URL is this inspector's."""
+        return Endpoint.objects.for_merchant(self.merchant).filter(url__contains=self.path)
+
+    def capture(self, **request: Any) -> InspectorRequest:
+        """Store one request (see `endpoints.inspector.capture`)."""
+        from endpoints import inspector
+
+        return inspector.capture(self, **request)
+
+    def clear(self) -> int:
+        return self.requests.all().delete()[0]
+
+
+class InspectorRequest(models.Model):
+    """One request an inspector received. Only the latest `Inspector.KEEP_REQUESTS` are kept."""
+
+    class Signature(models.TextChoices):
+        VALID = "valid", "Signature valid"
+        INVALID = "invalid", "Signature invalid"
+        UNSIGNED = "unsigned", "Not signed"
+
+    inspector = models.ForeignKey(Inspector, on_delete=models.CASCADE, related_name="requests")
+    method = models.CharField(max_length=16)
+    path = models.CharField(max_length=2048)
+    headers = models.JSONField(default=dict)
+    body = models.TextField(blank=True)
+    size = models.PositiveIntegerField(default=0, help_text="Bytes received.")
+    source = models.CharField(max_length=64, blank=True)
+    answered = models.CharField(max_length=10, blank=True, help_text="What it was answered.")
+    signature = models.CharField(
+        max_length=10, choices=Signature.choices, default=Signature.UNSIGNED
+    )
+    signature_detail = models.CharField(max_length=300, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["inspector", "-id"], name="inspector_request_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+class LoyaltyAction(models.TextChoices):
+    """DealPOS's External Loyalty App call-outs; the value is the API path segment."""
+
+    FETCH_MEMBER_POINT = "fetch-member-point", "Fetch Member Point"
+    ORDER_COMPLETE = "order-complete", "Order Complete"
+    VALIDATE_COUPON = "validate-coupon", "Validate Coupon"
+
+
+class LoyaltyApp(models.Model):
+    """A merchant's external loyalty app: the POS calls it through us, synchronously."""
+
+    merchant = models.OneToOneField(Merchant, on_delete=models.CASCADE, related_name="loyalty_app")
+    url = models.CharField("App URL", max_length=2048)
+    secret = EncryptedTextField(default=signing.new_secret)
+    timeout_seconds = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1), MaxValueValidator(30)]
+    )
+    log_mode = models.CharField(
+        max_length=10, choices=Endpoint.LogMode.choices, default=Endpoint.LogMode.FULL
+    )
+    fetch_member_point = models.BooleanField("Fetch Member Point", default=True)
+    order_complete = models.BooleanField("Order Complete", default=True)
+    validate_coupon = models.BooleanField("Validate Coupon", default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "loyalty app"
+
+    def __str__(self) -> str:
+        return f"Loyalty app of {self.merchant}"
+
+    @property
+    def masked_url(self) -> str:
+        from deliveries.http import mask_url
+
+        return mask_url(self.url)
+
+    def enables(self, action: str) -> bool:
+        return bool(getattr(self, action.replace("-", "_"), False))
+
+    def enabled_actions(self) -> list[LoyaltyAction]:
+        return [action for action in LoyaltyAction if self.enables(action)]
+
+    def call(self, action: str, body: bytes) -> loyalty.Outcome:
+        """Forward one call to the app and log it (see `endpoints.loyalty.call`)."""
+        from endpoints import loyalty
+
+        return loyalty.call(self, LoyaltyAction(action), body)
+
+
+class LoyaltyCall(models.Model):
+    """The log of one call to a loyalty app, written according to the app's log mode."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="loyalty_calls")
+    action = models.CharField(max_length=30, choices=LoyaltyAction.choices)
+    message_id = models.CharField(max_length=40)
+    url = models.CharField(max_length=2048)
+    request_body = models.TextField(blank=True)
+    response_status = models.PositiveIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+    succeeded = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["merchant", "-id"], name="loyalty_call_recent"),
+            models.Index(fields=["created_at"], name="loyalty_call_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.message_id}"

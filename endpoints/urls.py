@@ -1,10 +1,10 @@
 """The merchant dashboard. Objects are addressed by their public ids (`ep_...`, `dlv_...`)."""
 
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, re_path
 
 from deliveries import views as delivery_views
-from endpoints import views
+from endpoints import tooling_views, views
 
 urlpatterns = [
     path("", views.index, name="index"),
@@ -50,4 +50,62 @@ urlpatterns = [
         name="confirm_revoke_api_key",
     ),
     path("api-keys/<int:key_id>/revoke/", views.revoke_api_key, name="revoke_api_key"),
+    # Request inspector: the dashboard pages, and the public URL that catches requests
+    path("inspector/", tooling_views.inspectors, name="inspectors"),
+    path("inspector/create/", tooling_views.create_inspector, name="create_inspector"),
+    path("inspector/<str:public_id>/", tooling_views.inspector, name="inspector"),
+    path(
+        "inspector/<str:public_id>/answer/",
+        tooling_views.inspector_answer,
+        name="inspector_answer",
+    ),
+    path(
+        "inspector/<str:public_id>/use-as-webhook/",
+        tooling_views.use_inspector,
+        name="use_inspector",
+    ),
+    path(
+        "inspector/<str:public_id>/clear/confirm/",
+        tooling_views.confirm_clear_inspector,
+        name="confirm_clear_inspector",
+    ),
+    path("inspector/<str:public_id>/clear/", tooling_views.clear_inspector, name="clear_inspector"),
+    path(
+        "inspector/<str:public_id>/delete/confirm/",
+        tooling_views.confirm_delete_inspector,
+        name="confirm_delete_inspector",
+    ),
+    path(
+        "inspector/<str:public_id>/delete/",
+        tooling_views.delete_inspector,
+        name="delete_inspector",
+    ),
+    # Any path under the token is caught too, and a missing trailing slash is no redirect
+    # (senders do not follow redirects, and Django cannot redirect a POST).
+    path("catch/<str:token>/", tooling_views.catch, name="catch"),
+    re_path(r"^catch/(?P<token>[A-Za-z0-9_-]+)$", tooling_views.catch, name="catch_no_slash"),
+    re_path(
+        r"^catch/(?P<token>[A-Za-z0-9_-]+)/(?P<rest>.+)$",
+        tooling_views.catch,
+        name="catch_subpath",
+    ),
+    # External apps (DealPOS's External Loyalty App)
+    path("external-apps/", tooling_views.external_apps, name="external_apps"),
+    path(
+        "external-apps/loyalty/secret/reveal/",
+        tooling_views.reveal_loyalty_secret,
+        name="reveal_loyalty_secret",
+    ),
+    path(
+        "external-apps/loyalty/remove/confirm/",
+        tooling_views.confirm_remove_loyalty_app,
+        name="confirm_remove_loyalty_app",
+    ),
+    path(
+        "external-apps/loyalty/remove/",
+        tooling_views.remove_loyalty_app,
+        name="remove_loyalty_app",
+    ),
+    # Event catalogue and receiver docs
+    path("catalogue/", tooling_views.catalogue, name="catalogue"),
 ]

@@ -19,12 +19,14 @@ from django.db.models import Model, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from deliveries import stats
 from deliveries.models import Delivery
+from endpoints import samples
 from endpoints.forms import ApiKeyForm, DeliveryFilterForm, EndpointForm, RetryFailedForm
 from endpoints.models import ApiKey, Category, Endpoint, EventType, Merchant
 
@@ -250,6 +252,7 @@ def _render_detail(
             "revealed_secret": revealed_secret,
             "secret_overlap": len(endpoint.signing_secrets()) > 1,
             "filter_query": query_without(request, "before", "after"),
+            "test_types": samples.types_with_events(endpoint.merchant, endpoint),
         },
     )
     if revealed_secret:
@@ -328,7 +331,15 @@ def _deliveries(count: int) -> str:
 @require_POST
 def send_test(request: HttpRequest, public_id: str) -> HttpResponse:
     endpoint = _get_endpoint_for_user(request, public_id)
-    delivery = endpoint.send_test()
+    # Optional: the data of the merchant's latest real event of this type, not the sample.
+    type_name = request.POST.get("event_type", "")
+    try:
+        delivery = samples.send_test(endpoint, type_name)
+    except samples.NoEventYet as exc:
+        if is_inline(request):
+            return HttpResponse(format_html('<p class="field-error">{}</p>', exc))
+        messages.error(request, str(exc))
+        return redirect_back(request, reverse("webhook", args=[endpoint.public_id]))
     attempt = delivery.attempt_log.first()
     context = {
         "endpoint": endpoint,
@@ -336,6 +347,7 @@ def send_test(request: HttpRequest, public_id: str) -> HttpResponse:
         "ok": delivery.status == Delivery.Status.SUCCEEDED,
         "excerpt": attempt.response_body[:TEST_EXCERPT_CHARS] if attempt else None,
         "logged": attempt is not None,
+        "from_event": type_name,
     }
     if is_inline(request):
         # The answer appears right under the button; a flash message as well would only

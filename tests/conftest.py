@@ -17,6 +17,7 @@ from django.db import connection
 from django.test import Client
 
 from deliveries import jobs
+from deliveries.models import _event_types as event_type_cache
 from deliveries.worker import DeliveryWorker
 from endpoints import catalogue
 from endpoints.models import Category, Endpoint, EventType, Merchant, User
@@ -35,6 +36,7 @@ def _catalogue(request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("db")
     if not EventType.objects.exists():
         catalogue.install(Category, EventType)
+        event_type_cache.clear()  # the rows are new: forget the ids emit() cached
 
 
 # --- merchants and users ---------------------------------------------------------------
@@ -89,7 +91,7 @@ def staff_client(staff: User) -> Client:
 def database_url() -> str:
     """The test database as a DATABASE_URL, for worker processes started by tests."""
     db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
+    if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
     host = quote(db["HOST"] or "", safe="")
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{host}:{db['PORT']}/{db['NAME']}"

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from deliveries.models import Event
-from endpoints.models import Endpoint, Merchant, User
+from endpoints.models import Endpoint, Inspector, Merchant, User
 
 BASE = Path(__file__).resolve().parent.parent
 
@@ -37,18 +37,29 @@ def test_it_refuses_a_taken_username(owner: User) -> None:
     assert not Merchant.objects.filter(name="Other").exists()
 
 
-def test_it_seeds_a_demo_merchant_once(db: None, settings: object, tmp_path: Path) -> None:
+def test_it_seeds_a_demo_merchant_once(
+    db: None, settings: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings.VAR_DIR = tmp_path  # type: ignore[attr-defined]
+    monkeypatch.setenv("PORT", "8123")
     printed = run("seed_demo")
     match = re.search(r"user 'demo', password '([^']+)'", printed)
     assert match, printed
     demo = User.objects.get(username="demo")
     assert demo.check_password(match.group(1))
-    assert Endpoint.objects.filter(merchant=demo.merchant).count() == 2
+    # Its two webhooks send to its inspector on `make run`'s server, enabled from the start.
+    inspector = Inspector.objects.get(merchant=demo.merchant)
+    endpoints = Endpoint.objects.filter(merchant=demo.merchant)
+    assert [(e.url, e.is_enabled) for e in endpoints] == [
+        (f"http://127.0.0.1:8123/catch/{inspector.token}/", True)
+    ] * 2
     assert Event.objects.filter(merchant=demo.merchant).count() == 5
+    monkeypatch.setenv("PORT", "8124")
     again = run("seed_demo")
     assert match.group(1) in again
     assert Merchant.objects.filter(name="Demo Coffee Shop").count() == 1
+    assert Inspector.objects.filter(merchant=demo.merchant).count() == 1
+    assert {e.url for e in endpoints.all()} == {f"http://127.0.0.1:8124/catch/{inspector.token}/"}
 
 
 def test_it_emits_an_event_from_the_command_line(merchant: Merchant) -> None:

@@ -10,7 +10,7 @@ from django.urls import URLPattern, reverse
 
 from deliveries.models import Delivery, Event
 from endpoints import urls as dashboard_urls
-from endpoints.models import ApiKey, Endpoint, Merchant, User
+from endpoints.models import ApiKey, Endpoint, Inspector, Merchant, User
 
 # Routes without an object of their own: they show the visitor's own merchant's data.
 UNSCOPED = {
@@ -23,6 +23,17 @@ UNSCOPED = {
     "events",
     "api_keys",
     "create_api_key",
+    "inspectors",
+    "create_inspector",
+    "external_apps",
+    "reveal_loyalty_secret",
+    "confirm_remove_loyalty_app",
+    "remove_loyalty_app",
+    "catalogue",
+    # The inspector's public URL: its unguessable token is the credential, not a login.
+    "catch",
+    "catch_no_slash",
+    "catch_subpath",
 }
 
 
@@ -44,11 +55,13 @@ def owned(
         merchant=merchant, event=event, endpoint=endpoint, status="failed", attempts=1
     )
     key, _ = ApiKey.issue(merchant, "Owner's key", created_by=owner)
+    inspector = Inspector.objects.create(merchant=merchant, name="Owner's inspector")
     return {
         "endpoint": endpoint.public_id,
         "event": event.public_id,
         "delivery": delivery.public_id,
         "key_id": key.pk,
+        "inspector": inspector.public_id,
     }
 
 
@@ -63,6 +76,8 @@ def kwargs_for(pattern: URLPattern, owned: dict[str, str | int]) -> dict[str, st
         return {"public_id": owned["event"]}
     if pattern.name in ("delivery", "retry_delivery"):
         return {"public_id": owned["delivery"]}
+    if view_module == "endpoints.tooling_views":
+        return {"public_id": owned["inspector"]}
     assert view_module == "endpoints.views", f"{pattern.name}: which object is it about?"
     return {"public_id": owned["endpoint"]}
 
@@ -107,6 +122,7 @@ def test_it_answers_404_for_another_merchants_objects_on_every_route(
     assert Delivery.objects.get().status == "failed"
     assert ApiKey.objects.get().is_active
     assert Event.objects.count() == 1  # no test event was sent
+    assert Inspector.objects.get().answer == Inspector.Answer.OK
 
 
 def test_it_lists_only_the_visitors_own_objects(

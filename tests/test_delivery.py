@@ -299,7 +299,7 @@ def test_it_auto_disables_an_endpoint_failing_for_its_whole_window(
     fast_retries: None,
 ) -> None:
     settings.WEBHOOK_RETRY_JITTER = 0  # attempts at 0, 1, 3 and 7 s
-    settings.WEBHOOK_AUTO_DISABLE_SECONDS = 4  # so: warned at 3 s, disabled at 7 s
+    settings.WEBHOOK_AUTO_DISABLE_SECONDS = 6  # so: warned at 3 s, disabled at 7 s
     endpoint = make_endpoint(receiver.url())
     receiver.default = Answer(503, b"down")
     emit(merchant, "receipts.update", {})

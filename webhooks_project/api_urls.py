@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 from deliveries import api as deliveries_api
 from endpoints import api as endpoints_api
+from endpoints import loyalty_api
 from webhooks_project import api_schema  # noqa: F401  (registers the bearer-key scheme)
 
 urlpatterns = [
@@ -32,6 +33,19 @@ urlpatterns = [
         name="api-delivery-retry",
     ),
     path("v1/event-types", deliveries_api.event_types, name="api-event-types"),
+    path(
+        "v1/loyalty/fetch-member-point",
+        loyalty_api.fetch_member_point,
+        name="api-loyalty-fetch-member-point",
+    ),
+    path(
+        "v1/loyalty/order-complete", loyalty_api.order_complete, name="api-loyalty-order-complete"
+    ),
+    path(
+        "v1/loyalty/validate-coupon",
+        loyalty_api.validate_coupon,
+        name="api-loyalty-validate-coupon",
+    ),
     path(
         "v1/openapi.json",
         SpectacularAPIView.as_view(

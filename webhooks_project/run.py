@@ -1,21 +1,28 @@
 """`make run`: everything on one machine, with no configuration.
 
-Migrates, seeds the demo merchant on first start, starts the embedded Redis, delivery
-workers and the web server on http://127.0.0.1:8000, prints the demo login, and stops
-all of them on Ctrl-C.
+Migrates, seeds the demo merchant on first start (printing its login), then runs the
+Procfile's processes through honcho: gunicorn on http://127.0.0.1:8000, delivery workers and
+the scheduler, all on the embedded Redis. Ctrl-C stops all of them, then the embedded Redis.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+import honcho.manager
+from honcho.environ import expand_processes, parse_procfile
+from honcho.manager import Manager
+from honcho.printer import Printer
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+PROCFILE = BASE_DIR / "Procfile"
+# A worker finishes the requests it has in flight (up to 30 s each) before it exits; honcho's
+# default of 5 s before SIGKILL would cut them off.
+STOP_TIMEOUT = 40
 
 
 def manage(*args: str) -> list[str]:
@@ -28,57 +35,46 @@ def local_env() -> dict[str, str]:
     # The demo's receivers live on this machine; production keeps https and the SSRF guard.
     env.setdefault("WEBHOOK_REQUIRE_HTTPS", "0")
     env.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+    # Show each delivery attempt in the terminal; production workers default to WARNING.
+    env.setdefault("ATTEMPT_LOG_LEVEL", "INFO")
+    env.setdefault("WEB_BIND", f"127.0.0.1:{env.get('PORT', '8000')}")
+    # The Procfile's `python` and `gunicorn` are this virtualenv's, activated or not.
+    env["PATH"] = os.pathsep.join([str(Path(PYTHON).parent), env.get("PATH", os.defpath)])
+    # Honcho reads the processes' output through pipes: without this, prints wait for 4 KiB.
+    env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
 def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     env = local_env()
     workers = int(env.get("WORKERS", "1"))
     port = env.get("PORT", "8000")
     subprocess.run(manage("migrate", "--noinput", "-v", "0"), env=env, check=True)
     subprocess.run(manage("seed_demo"), env=env, check=True)
-    children = [
-        subprocess.Popen(manage("run_worker", "--name", f"local-{n}"), env=env)
-        for n in range(1, workers + 1)
-    ]
-    children.append(
-        subprocess.Popen(manage("runserver", "--noreload", f"127.0.0.1:{port}"), env=env)
-    )
+
+    honcho.manager.KILL_WAIT = STOP_TIMEOUT
+    manager = Manager(Printer(sys.stdout))
+    processes = parse_procfile(PROCFILE.read_text()).processes
+    for process in expand_processes(processes, concurrency={"worker": workers}, env=env):
+        manager.add_process(process.name, process.cmd, env=process.env, cwd=str(BASE_DIR))
     print(f"\nPOS Webhooks is running on http://127.0.0.1:{port}/ ({workers} worker(s)).")
-    print("Press Ctrl-C to stop.\n", flush=True)
-    stopping = False
-
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    print("Press Ctrl-C to stop.\n")
     try:
-        while not stopping and all(child.poll() is None for child in children):
-            time.sleep(0.2)
+        manager.loop()
     finally:
-        shutdown(children, env)
-    return 0
+        stop_embedded_redis(env)
+        print("Stopped.", flush=True)
+    # Ctrl-C (SIGINT) or SIGTERM is how this is meant to end; anything else is a crash.
+    return 0 if manager.returncode in (130, 143) else (manager.returncode or 1)
 
 
-def shutdown(children: list[subprocess.Popen[bytes]], env: dict[str, str]) -> None:
-    print("\nStopping...", flush=True)
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 40
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
+def stop_embedded_redis(env: dict[str, str]) -> None:
     if not env.get("REDIS_URL"):
         from webhooks_project import embedded_redis
 
         var = Path(env.get("VAR_DIR", BASE_DIR / "var"))
         embedded_redis.stop(var / "redis")
-    print("Stopped.", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from croniter import croniter
 from django.core.exceptions import ImproperlyConfigured
 
 from webhooks_project import config, embedded_redis
@@ -54,6 +55,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so load balancers and Prometheus reach /healthz and /metrics on each instance by
+    # its address: no ALLOWED_HOSTS check, no https redirect (see webhooks_project/health.py).
+    "webhooks_project.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -94,7 +98,9 @@ TEMPLATES = [
 DATABASES = {"default": config.get_database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server read while a worker writes; IMMEDIATE takes the write lock at
-    # BEGIN so two writers queue up instead of failing with "database is locked".
+    # BEGIN so two writers queue up instead of failing with "database is locked", and our
+    # backend queues them fairly across processes (see webhooks_project/sqlite/base.py).
+    DATABASES["default"]["ENGINE"] = "webhooks_project.sqlite"
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
@@ -129,7 +135,7 @@ WEBHOOK_RETRY_WINDOW_SECONDS = config.get_int("WEBHOOK_RETRY_WINDOW_SECONDS", 48
 # A claim outlives its slowest request by this margin before the sweep gives it back.
 WEBHOOK_LEASE_MARGIN_SECONDS = config.get_int("WEBHOOK_LEASE_MARGIN_SECONDS", 30, minimum=1)
 WEBHOOK_SWEEP_SECONDS = config.get_int("WEBHOOK_SWEEP_SECONDS", 1, minimum=1)
-WEBHOOK_WORKER_THREADS = config.get_int("WEBHOOK_WORKER_THREADS", 32, minimum=1)
+WEBHOOK_WORKER_THREADS = config.get_int("WEBHOOK_WORKER_THREADS", 64, minimum=1)
 WEBHOOK_AUTO_DISABLE_SECONDS = config.get_int(
     "WEBHOOK_AUTO_DISABLE_SECONDS", WEBHOOK_RETRY_WINDOW_SECONDS, minimum=1
 )
@@ -213,13 +219,53 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
+# Operations (see README "Operations"). Delivery logs older than RETENTION_DAYS (or a
+# merchant's own retention) are pruned daily at RETENTION_SCHEDULE (cron syntax, the
+# scheduler's local time) by the `scheduler` process, or by `manage.py prune_deliveries`.
+RETENTION_DAYS = config.get_int("RETENTION_DAYS", 30, minimum=1)
+RETENTION_SCHEDULE = config.get_str("RETENTION_SCHEDULE", "17 3 * * *") or ""
+if not croniter.is_valid(RETENTION_SCHEDULE):
+    raise ImproperlyConfigured(
+        f"RETENTION_SCHEDULE: expected a cron expression like '17 3 * * *', "
+        f"got {RETENTION_SCHEDULE!r}"
+    )
+# /metrics answers only with this token (`Authorization: Bearer ...` or `?token=`).
+METRICS_TOKEN = config.get_str("METRICS_TOKEN") or ""
+# Counting deliveries by status and type reads the whole table: at most once per this long.
+METRICS_CACHE_SECONDS = config.get_int("METRICS_CACHE_SECONDS", 30, minimum=0)
+# /healthz wants a worker heartbeat this recent. RQ's idle workers check in every
+# worker_ttl - 15 = 405 s, and a SimpleWorker not at all while it runs a job (a pump runs for
+# up to a minute), so anything shorter than RQ's own expiry (420 + 60 s) flaps.
+HEALTH_WORKER_MAX_AGE_SECONDS = config.get_int("HEALTH_WORKER_MAX_AGE_SECONDS", 480, minimum=1)
+
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+def _log_level(name: str, default: str) -> str:
+    value = (config.get_str(name, default) or default).upper()
+    if value not in _LOG_LEVELS:
+        raise ImproperlyConfigured(f"{name}: expected one of {sorted(_LOG_LEVELS)}, got {value!r}")
+    return value
+
+
+LOG_FORMAT = (config.get_str("LOG_FORMAT", "text") or "text").lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT: expected text or json, got {LOG_FORMAT!r}")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": config.get_str("LOG_LEVEL", "INFO")},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # One JSON object a line, with the fields of structured lines (attempts) as keys.
+        "json": {"()": "deliveries.observability.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": _log_level("LOG_LEVEL", "INFO")},
     "loggers": {
         # Workers log at WARNING by default: RQ's per-job INFO lines halve throughput.
-        "rq.worker": {"level": config.get_str("RQ_LOG_LEVEL", "WARNING")},
+        "rq.worker": {"level": _log_level("RQ_LOG_LEVEL", "WARNING")},
+        # One line per delivery attempt at INFO; off unless ATTEMPT_LOG_LEVEL=INFO, for speed.
+        "webhooks.attempts": {"level": _log_level("ATTEMPT_LOG_LEVEL", "WARNING")},
     },
 }

@@ -21,7 +21,7 @@ TEST_REDIS_DIR = _var / "test-redis"
 from webhooks_project.settings import *  # noqa: E402, F403
 from webhooks_project.settings import DATABASES, VAR_DIR  # noqa: E402
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if "sqlite" in DATABASES["default"]["ENGINE"]:
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 
 WEBHOOK_REQUIRE_HTTPS = False

@@ -1,10 +1,16 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from webhooks_project import health
+
 admin.site.site_header = "POS Webhooks administration"
 admin.site.site_title = "POS Webhooks"
 
 urlpatterns = [
+    # Normally answered by health.ProbeMiddleware before routing; here for reverse() and
+    # for deployments that leave the middleware out.
+    path("healthz", health.healthz, name="healthz"),
+    path("metrics", health.metrics, name="metrics"),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("webhooks_project.api_urls")),

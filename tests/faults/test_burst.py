@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from deliveries import emit
 from deliveries.models import Delivery
@@ -56,7 +57,7 @@ def test_it_delivers_a_burst_exactly_once(
         "lost": expected - stats["unique"],
         "emit_seconds": round(emitted, 1),
         "total_seconds": round(elapsed, 1),
-        "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
+        "database": connection.vendor,
     }
     (settings.VAR_DIR / f"reliability-{report['database']}.json").write_text(
         json.dumps(report, indent=2)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import re
 import secrets
 from typing import Any
 
@@ -7,10 +9,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from endpoints.models import Category, Endpoint, EventType, Merchant, User
+from endpoints.models import Category, Endpoint, EventType, Inspector, Merchant, User
+from webhooks_project.progress import ProgressBar
 
 DEMO_USER = "demo"
 DEMO_MERCHANT = "Demo Coffee Shop"
+DEMO_INSPECTOR = "Demo receiver"
+# The placeholder URLs of demo endpoints seeded before they pointed at an inspector.
+_OLD_DEMO_URL = re.compile(r"^http://127\.0\.0\.1:9/demo/")
 
 
 def login_file() -> Any:
@@ -18,7 +24,10 @@ def login_file() -> Any:
 
 
 class Command(BaseCommand):
-    help = "Create a demo merchant with a login, two endpoints and a few events (idempotent)."
+    help = (
+        "Create a demo merchant with a login, an inspector, two endpoints sending to it and a "
+        "few events (idempotent)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--events", type=int, default=5, help="How many events to emit.")
@@ -26,7 +35,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from deliveries.models import Event
 
-        if User.objects.filter(username=DEMO_USER).exists():
+        demo = User.objects.filter(username=DEMO_USER).select_related("merchant").first()
+        if demo is not None:
+            if demo.merchant is not None:
+                self.point_at_inspector(demo.merchant)
             self.stdout.write(self.login_line())
             return
         password = secrets.token_urlsafe(9)
@@ -35,33 +47,68 @@ class Command(BaseCommand):
             User.objects.create_user(
                 DEMO_USER, email="demo@example.com", password=password, merchant=merchant
             )
-            self.create_endpoints(merchant)
+            self.create_endpoints(merchant, self.demo_inspector(merchant))
             types = ["receipts.update", "inventory_levels.update", "pos.payment.completed"]
-            for i in range(options["events"]):
+            count = options["events"]
+            # One transaction: Ctrl-C leaves no half-seeded demo, and running again starts over.
+            many = count >= 100 and options["verbosity"] > 0
+            bar = ProgressBar(self.stderr, "events", total=count, enabled=many)
+            for i in range(count):
                 name = types[i % len(types)]
                 sample = EventType.objects.get(name=name).sample
                 Event.objects.emit(merchant, name, sample)
-                if options["verbosity"] > 1:
-                    self.stdout.write(f"  event {i + 1}/{options['events']}: {name}")
+                bar.update(i + 1, f"{i + 1:,}/{count:,}")
+            bar.close(count, f"{count:,}/{count:,}")
         login_file().write_text(f"{DEMO_USER} {password}\n")
         self.stdout.write(self.login_line())
 
-    def create_endpoints(self, merchant: Merchant) -> None:
-        # Loopback URLs only: the demo must never send traffic off this machine. They start
-        # disabled until the merchant points them at a receiver of their own.
+    def create_endpoints(self, merchant: Merchant, inspector: Inspector) -> None:
+        # They send to the demo inspector on this very server, so a new user sees real signed
+        # deliveries arrive with no server of their own, and nothing leaves this machine.
         for path, category, types in [
             ("sales", "sales", ["receipts.update", "credit_note.update"]),
             ("stock", "inventory", ["inventory_levels.update"]),
         ]:
             endpoint = Endpoint.objects.create(
                 merchant=merchant,
-                url=f"http://127.0.0.1:9/demo/{path}",
-                description=f"Demo {path} receiver: point it at your server and enable it.",
+                url=self.inspector_url(inspector),
+                description=f"Demo {path} webhook: it sends to the inspector “{inspector.name}”.",
                 category=Category.objects.get(slug=category),
-                is_enabled=False,
-                disabled_reason=Endpoint.DisabledReason.MERCHANT,
             )
             endpoint.event_types.set(EventType.objects.filter(name__in=types))
+
+    def demo_inspector(self, merchant: Merchant) -> Inspector:
+        inspector = Inspector.objects.filter(merchant=merchant, name=DEMO_INSPECTOR).first()
+        return inspector or Inspector.objects.create(merchant=merchant, name=DEMO_INSPECTOR)
+
+    def inspector_url(self, inspector: Inspector) -> str:
+        # `make run` serves on PORT; the worker reaches the inspector there, on loopback.
+        port = os.environ.get("PORT", "8000")
+        return f"http://127.0.0.1:{port}{inspector.path}"
+
+    def point_at_inspector(self, merchant: Merchant) -> None:
+        """Bring an existing demo up to date: its endpoints send to the inspector on PORT.
+
+        Only URLs the seed wrote are touched: the old disabled placeholders, and inspector
+        URLs on another port. A URL the merchant typed in stays as it is.
+        """
+        endpoints = list(Endpoint.objects.for_merchant(merchant))
+        placeholders = [e for e in endpoints if _OLD_DEMO_URL.match(e.url)]
+        inspector = Inspector.objects.filter(merchant=merchant, name=DEMO_INSPECTOR).first()
+        if inspector is None:
+            if not placeholders:
+                return  # the merchant deleted the demo inspector: leave it deleted
+            inspector = self.demo_inspector(merchant)
+        url = self.inspector_url(inspector)
+        ours = re.compile(rf"^http://127\.0\.0\.1:\d+{re.escape(inspector.path)}$")
+        for endpoint in endpoints:
+            if _OLD_DEMO_URL.match(endpoint.url):
+                endpoint.url = url
+                endpoint.save(update_fields=["url", "updated_at"])
+                endpoint.enable()
+            elif ours.match(endpoint.url) and endpoint.url != url:
+                endpoint.url = url
+                endpoint.save(update_fields=["url", "updated_at"])
 
     def login_line(self) -> str:
         try:
