@@ -70,7 +70,34 @@ class ChoiceWithHelp(forms.RadioSelect):
         return option
 
 
-class EndpointForm(forms.ModelForm):
+class SignedTargetForm(forms.ModelForm):
+    """A form for a URL we send signed requests to: its URL (shown with the password masked,
+    kept when left masked) and an optional secret of the merchant's own."""
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"].strip()
+        if self.instance.pk:
+            url = unmask_url(url, self.instance.url)
+        validate_webhook_url(url)
+        return url
+
+    def clean_secret(self) -> str:
+        secret = self.cleaned_data.get("secret", "").strip()
+        if secret:
+            validate_secret(secret)
+        return secret
+
+    def save(self, commit: bool = True) -> Any:
+        target = super().save(commit=False)
+        if self.cleaned_data.get("secret"):
+            target.secret = self.cleaned_data["secret"]
+        if commit:
+            target.save()
+            self.save_m2m()
+        return target
+
+
+class EndpointForm(SignedTargetForm):
     url = forms.CharField(
         label="Webhook URL",
         max_length=MAX_URL_LENGTH,
@@ -145,28 +172,6 @@ class EndpointForm(forms.ModelForm):
             event_type = types[checkbox.data["value"].value]
             groups.setdefault(event_type.category.name, []).append((checkbox, event_type))
         return list(groups.items())
-
-    def clean_url(self) -> str:
-        url = self.cleaned_data["url"].strip()
-        if self.instance.pk:
-            url = unmask_url(url, self.instance.url)
-        validate_webhook_url(url)
-        return url
-
-    def clean_secret(self) -> str:
-        secret = self.cleaned_data.get("secret", "").strip()
-        if secret:
-            validate_secret(secret)
-        return secret
-
-    def save(self, commit: bool = True) -> Endpoint:
-        endpoint = super().save(commit=False)
-        if self.cleaned_data.get("secret"):
-            endpoint.secret = self.cleaned_data["secret"]
-        if commit:
-            endpoint.save()
-            self.save_m2m()
-        return endpoint
 
 
 class RetryFailedForm(forms.Form):

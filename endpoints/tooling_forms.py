@@ -7,9 +7,8 @@ from typing import Any
 from django import forms
 
 from deliveries.http import MAX_URL_LENGTH
-from endpoints.forms import ChoiceWithHelp, unmask_url
+from endpoints.forms import ChoiceWithHelp, SignedTargetForm
 from endpoints.models import Endpoint, Inspector, LoyaltyApp
-from endpoints.validators import validate_secret, validate_webhook_url
 
 ANSWER_HELP = {
     Inspector.Answer.OK: "Accept every request, as a healthy receiver does.",
@@ -68,7 +67,7 @@ class InspectorAnswerForm(forms.ModelForm):
         widgets = {"answer": ChoiceWithHelp(ANSWER_HELP)}
 
 
-class LoyaltyAppForm(forms.ModelForm):
+class LoyaltyAppForm(SignedTargetForm):
     url = forms.CharField(
         label="App URL",
         max_length=MAX_URL_LENGTH,
@@ -107,24 +106,3 @@ class LoyaltyAppForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.initial["url"] = self.instance.masked_url
-
-    def clean_url(self) -> str:
-        url = self.cleaned_data["url"].strip()
-        if self.instance.pk:
-            url = unmask_url(url, self.instance.url)
-        validate_webhook_url(url)
-        return url
-
-    def clean_secret(self) -> str:
-        secret = self.cleaned_data.get("secret", "").strip()
-        if secret:
-            validate_secret(secret)
-        return secret
-
-    def save(self, commit: bool = True) -> LoyaltyApp:
-        app = super().save(commit=False)
-        if self.cleaned_data.get("secret"):
-            app.secret = self.cleaned_data["secret"]
-        if commit:
-            app.save()
-        return app

@@ -15,6 +15,7 @@ import django_rq
 import pytest
 from django.db import connection
 from django.test import Client
+from playwright.sync_api import sync_playwright
 
 from deliveries import jobs
 from deliveries.models import _event_types as event_type_cache
@@ -230,3 +231,45 @@ def make_endpoint(merchant: Merchant) -> Callable[..., Endpoint]:
         return endpoint
 
     return make
+
+
+# --- a real browser (Playwright driving Debian's Chromium; its own download fails here) --
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="module")
+def allow_orm_beside_the_event_loop() -> Iterator[None]:
+    """Playwright's sync API runs an event loop in this thread, and the test's own ORM calls
+    (fixtures, emit, checks) run beside it. Django refuses that unless told it is safe, which
+    it is here; only for this module, so subprocesses of other tests do not inherit it.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
+@pytest.fixture(scope="module")
+def browser(allow_orm_beside_the_event_loop: None) -> Iterator[Any]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, live_server: Any) -> Iterator[Any]:
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    yield page
+    context.close()

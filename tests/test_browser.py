@@ -7,7 +7,7 @@ Screenshots of the main pages are written to var/screenshots/.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,55 +17,17 @@ from django.conf import settings
 from deliveries import emit
 from deliveries.models import Delivery
 from endpoints.models import Endpoint, Merchant, User
-from tests.conftest import PASSWORD, Answer, Receiver
+from tests.conftest import CHROMIUM, PASSWORD, Answer, Receiver
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test)"),
 ]
-
-
-@pytest.fixture(scope="module")
-def allow_orm_beside_the_event_loop() -> Iterator[None]:
-    """Playwright's sync API runs an event loop in this thread, and the test's own ORM calls
-    (fixtures, emit, checks) run beside it. Django refuses that unless told it is safe, which
-    it is here; only for this module, so subprocesses of other tests do not inherit it.
-    """
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield
-
-
-@pytest.fixture(scope="module")
-def browser(allow_orm_beside_the_event_loop: None) -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Any, live_server: Any) -> Iterator[Any]:
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def shoot(page: Any, name: str) -> None:

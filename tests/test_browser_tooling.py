@@ -8,15 +8,14 @@ pages go to var/screenshots/.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from endpoints.models import Endpoint, Inspector, LoyaltyApp, Merchant, User
-from tests.conftest import Receiver
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, log_in, shoot
+from tests.conftest import CHROMIUM, Receiver
+from tests.test_browser import log_in, shoot
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -25,31 +24,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test)"),
 ]
-
-
-@pytest.fixture(scope="module")
-def allow_orm_beside_the_event_loop() -> Iterator[None]:
-    """See tests/test_browser.py: the test's ORM calls run beside Playwright's event loop."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield
-
-
-@pytest.fixture(scope="module")
-def browser(allow_orm_beside_the_event_loop: None) -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Any, live_server: Any) -> Iterator[Any]:
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def test_it_goes_from_an_empty_merchant_to_a_signed_request_on_the_inspector(
