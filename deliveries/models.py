@@ -673,7 +673,7 @@ def _write_outcomes(token: str, deliveries: list[Delivery]) -> None:
         cursor.executemany(sql, rows)
 
 
-_ATTEMPT_COLUMNS = (
+ATTEMPT_COLUMNS = (
     "delivery_id",
     "number",
     "created_at",
@@ -699,8 +699,8 @@ def _insert_attempts(attempts: list[DeliveryAttempt]) -> None:
     meta = DeliveryAttempt._meta
     json_fields = [meta.get_field("request_headers"), meta.get_field("response_headers")]
     sql = (
-        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(c) for c in _ATTEMPT_COLUMNS)}) "
-        f"VALUES ({', '.join(['%s'] * len(_ATTEMPT_COLUMNS))})"
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(c) for c in ATTEMPT_COLUMNS)}) "
+        f"VALUES ({', '.join(['%s'] * len(ATTEMPT_COLUMNS))})"
     )
     rows = [
         (

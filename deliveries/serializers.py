@@ -10,7 +10,13 @@ from django.http import QueryDict
 from rest_framework import serializers
 
 from deliveries.http import mask_url
-from deliveries.models import Delivery, DeliveryAttempt, UnknownEventType, active_event_type
+from deliveries.models import (
+    ATTEMPT_COLUMNS,
+    Delivery,
+    DeliveryAttempt,
+    UnknownEventType,
+    active_event_type,
+)
 from endpoints.models import EventType
 from endpoints.validators import validate_webhook_url
 
@@ -77,20 +83,8 @@ class DeliveryOutput(serializers.Serializer):
 class AttemptOutput(serializers.ModelSerializer):
     class Meta:
         model = DeliveryAttempt
-        fields = [
-            "number",
-            "created_at",
-            "url",
-            "request_headers",
-            "request_body",
-            "response_status",
-            "response_headers",
-            "response_body",
-            "response_truncated",
-            "duration_ms",
-            "error",
-            "succeeded",
-        ]
+        # The columns the engine writes, less the foreign key the API shows as a parent.
+        fields = [c for c in ATTEMPT_COLUMNS if c != "delivery_id"]
 
 
 class DeliveryDetail(DeliveryOutput):
