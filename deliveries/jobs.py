@@ -25,7 +25,7 @@ from types import FrameType
 
 import django_rq
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from redis.exceptions import RedisError
 from rq import Queue
 
@@ -40,6 +40,7 @@ PUMP_MAX_SECONDS = 60  # a pump hands over to a fresh job now and then, so worke
 FLUSH_EVERY = 0.05  # seconds between bulk writes of finished attempts
 FLUSH_BATCH = 200
 CLAIM_RETRY = 0.1  # seconds between claims while the last one found nothing
+CLAIM_TOPUP = 0.02  # seconds between claims that found less than asked: let more come due
 CLAIM_CHUNK = 4  # a claim fetches up to this many pool-fulls, so claims stay few
 PREFETCH = 4  # claimed-but-waiting deliveries per endpoint, as a multiple of its in-flight cap
 
@@ -171,9 +172,17 @@ class Pump:
                 and self.queued < self.threads
                 and (now >= next_claim or not self.in_flight)
             ):
-                exhausted = self.claim() == 0
+                got, wanted = self.claim()
+                exhausted = got == 0
                 # New work for a busy pump (a kick, a retry coming due) waits this long at most.
-                next_claim = now + CLAIM_RETRY if exhausted else 0.0
+                # After a partial claim everything due is ours: claiming again at once would
+                # take the database's write lock for the odd new row, tens of times a second.
+                if exhausted:
+                    next_claim = now + CLAIM_RETRY
+                elif got < wanted:
+                    next_claim = now + CLAIM_TOPUP
+                else:
+                    next_claim = 0.0
             if stop.requested:
                 self.release_waiting()
             self.dispatch(pool)
@@ -186,16 +195,21 @@ class Pump:
             if self.finished and (len(self.finished) >= FLUSH_BATCH or waited >= FLUSH_EVERY):
                 self.flush()
 
-    def claim(self) -> int:
-        """Fetch up to CLAIM_CHUNK pool-fulls of due deliveries, respecting per-endpoint caps."""
+    def claim(self) -> tuple[int, int]:
+        """Fetch up to CLAIM_CHUNK pool-fulls of due deliveries, respecting per-endpoint caps.
+
+        Returns:
+            How many were claimed, and how many were asked for.
+        """
         busy = Counter(self.busy)
         for key, waiting in self.waiting.items():
             busy[key] += len(waiting)
         int_busy = {k: n for k, n in busy.items() if isinstance(k, int)}
         full = [k for k, n in int_busy.items() if n >= self.caps.get(k, 1) * PREFETCH]
+        wanted = CLAIM_CHUNK * self.threads - self.queued
         claimed = Delivery.objects.claim(
             self.token,
-            CLAIM_CHUNK * self.threads - self.queued,
+            wanted,
             busy=int_busy,
             full=full,
             prefetch=PREFETCH,
@@ -206,7 +220,7 @@ class Pump:
             self.caps[key] = delivery.endpoint.max_in_flight if delivery.endpoint_id else 1
             self.waiting.setdefault(key, deque()).append(delivery)
         self.queued += len(claimed)
-        return len(claimed)
+        return len(claimed), wanted
 
     def dispatch(self, pool: ThreadPoolExecutor) -> None:
         """Start as many waiting deliveries as threads are free, round-robin over endpoints."""
@@ -282,6 +296,9 @@ def sweep() -> int:
     Returns:
         How many expired claims were given back.
     """
+    checkpoint = getattr(connection, "checkpoint", None)
+    if checkpoint is not None:
+        checkpoint()  # SQLite: copy the WAL back here rather than inside some API commit
     released = Delivery.objects.release_expired()
     if released:
         log.warning("released %d deliveries whose worker stopped mid-batch", released)

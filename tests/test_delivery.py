@@ -16,7 +16,7 @@ from django.db import transaction
 from standardwebhooks.webhooks import Webhook
 
 from deliveries import emit, jobs
-from deliveries.models import Delivery, DeliveryAttempt, Event
+from deliveries.models import ClaimCache, Delivery, DeliveryAttempt, Event
 from endpoints.models import Endpoint, Merchant
 from tests.conftest import Answer, Receiver
 
@@ -443,3 +443,26 @@ def test_it_sends_nothing_to_a_disabled_webhook_on_resend(
     assert Delivery.objects.retry_now(Delivery.objects.all(), include_succeeded=True) == 0
     work()
     assert len(receiver.requests) == 1
+
+
+def test_it_keeps_the_events_a_claim_needs_when_the_workers_cache_is_full(
+    merchant: Merchant,
+    receiver: Receiver,
+    make_endpoint: Callable[..., Endpoint],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ClaimCache, "MAX_EVENTS", 2)
+    make_endpoint(receiver.url("/a"))
+    make_endpoint(receiver.url("/b"))
+    first, second, third = (emit(merchant, "receipts.update", {"n": n}) for n in range(3))
+    cache = ClaimCache()
+
+    one = Delivery.objects.claim("w1", 1, cache=cache)
+    # The other delivery of the cached event, plus two events the cache must make room for.
+    rest = Delivery.objects.claim("w1", 5, cache=cache)
+
+    assert [d.event.public_id for d in one] == [first.public_id]
+    assert sorted(d.event.public_id for d in rest) == sorted(
+        [first.public_id] + [second.public_id, third.public_id] * 2
+    )
+    assert all(d.event.data == {"n": n} for d in rest for n in [d.event.sequence - 1])

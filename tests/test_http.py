@@ -27,7 +27,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import requests.adapters
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
@@ -438,6 +437,32 @@ def test_it_applies_the_deadline_to_a_kept_alive_connection(
     assert elapsed < 2
 
 
+def test_it_forgets_finished_attempts_long_before_their_deadline(
+    httpserver_ipv4: HTTPServer,
+) -> None:
+    # A busy worker finishes thousands of quick requests with 30-second deadlines; keeping
+    # each until its deadline grew the worker's memory by a third in the benchmark.
+    httpserver_ipv4.expect_request("/hook").respond_with_data("ok")
+    for _ in range(300):
+        assert post(httpserver_ipv4.url_for("/hook"), timeout=30).status == 200
+
+    assert http._watchdog.watched() < 256
+
+
+def test_it_still_cuts_a_late_attempt_after_forgetting_finished_ones(
+    serve: Callable[[Handle], RawServer], httpserver_ipv4: HTTPServer
+) -> None:
+    httpserver_ipv4.expect_request("/hook").respond_with_data("ok")
+    for _ in range(300):
+        post(httpserver_ipv4.url_for("/hook"), timeout=30)
+    server = serve(never_answer)
+
+    error, elapsed = timed_failure(server.url(), timeout=0.5)
+
+    assert error.status == 408
+    assert elapsed < 1.5
+
+
 # --- low-level errors ----------------------------------------------------------------------
 
 
@@ -520,8 +545,10 @@ def tls_context(cert_and_key: tuple[Path, Path]) -> ssl.SSLContext:
 
 @pytest.fixture
 def trust_test_ca(monkeypatch: pytest.MonkeyPatch, certs: SimpleNamespace) -> None:
-    # verify=True reads requests' default bundle; the environment is ignored by design.
-    monkeypatch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", str(certs.ca))
+    # Only the module's own bundle is trusted; the environment is ignored by design. A fresh
+    # thread state makes the next request build its pool manager with the test CA.
+    monkeypatch.setattr(http, "_CA_BUNDLE", str(certs.ca))
+    monkeypatch.setattr(http, "_state", threading.local())
 
 
 def test_it_refuses_a_self_signed_certificate(

@@ -190,7 +190,9 @@ class KeyRateThrottle(BaseThrottle):
         bucket = int(now // window)
         key = f"webhooks:ratelimit:{request.auth.pk}:{bucket}"
         try:
-            pipe = jobs.queue().connection.pipeline()
+            # No MULTI/EXEC: INCR alone is atomic, and an EXPIRE lost to a crash in between
+            # only leaves a key that the next request's EXPIRE sets again.
+            pipe = jobs.queue().connection.pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, window + 1)
             count = pipe.execute()[0]
