@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import Sequence
@@ -403,16 +404,26 @@ def _active_key_with_merchant(key_hash: str) -> ApiKey | None:
 
 def _from_row(model: type[models.Model], values: Sequence[Any]) -> Any:
     """A model instance from its concrete columns, converted as the ORM would."""
-    fields = model._meta.concrete_fields
+    attnames, converters = _row_reader(model, connection.vendor)
     converted = []
-    for value, f in zip(values, fields, strict=True):
+    for value, (col, convert_all) in zip(values, converters, strict=True):
         if value is not None:
-            col = f.get_col(model._meta.db_table)
             # SQLite hands datetimes back as text; encrypted fields decrypt here.
-            for convert in connection.ops.get_db_converters(col) + f.get_db_converters(connection):
+            for convert in convert_all:
                 value = convert(value, col, connection)
         converted.append(value)
-    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+    return model.from_db(connection.alias, attnames, converted)
+
+
+@functools.cache
+def _row_reader(model: type[models.Model], vendor: str) -> tuple[list[str], list[Any]]:
+    fields = model._meta.concrete_fields
+    converters = []
+    for f in fields:
+        col = f.get_col(model._meta.db_table)
+        convert_all = connection.ops.get_db_converters(col) + f.get_db_converters(connection)
+        converters.append((col, convert_all))
+    return [f.attname for f in fields], converters
 
 
 API_KEY_PREFIX = "whk_"
