@@ -7,7 +7,8 @@ settings.RETENTION_DAYS (or one period for everyone, given explicitly):
 - deliveries that ended (succeeded, failed or cancelled) before the cutoff, with their
   attempts. A delivery still pending or being delivered stays whatever its age, and a failed
   one that was retried counts from when that retry ended;
-- events created before the cutoff that have no delivery left.
+- events created before the cutoff that have no delivery left;
+- calls to the merchant's loyalty app logged before the cutoff.
 
 Each table is walked in windows of ids, and each window is deleted in its own short
 transaction, so the database is never locked for long, an interruption loses at most the
@@ -29,13 +30,13 @@ from django.db.models import Exists, Max, Min, OuterRef, Q
 from django.utils import timezone
 
 from deliveries.models import Delivery, DeliveryAttempt, Event
-from endpoints.models import Merchant
+from endpoints.models import LoyaltyCall, Merchant
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 2000  # ids per window: a few milliseconds of locking on SQLite or PostgreSQL
 ENDED = (Delivery.Status.SUCCEEDED, Delivery.Status.FAILED, Delivery.Status.CANCELLED)
-PHASES = ("attempts", "deliveries", "events")
+PHASES = ("attempts", "deliveries", "events", "loyalty_calls")
 
 # Called with (phase, fraction of the phase done, rows of the phase deleted so far).
 Progress = Callable[[str, float, int], None]
@@ -46,6 +47,7 @@ class PruneResult:
     attempts: int = 0
     deliveries: int = 0
     events: int = 0
+    loyalty_calls: int = 0
     dry_run: bool = False
     # False when `max_seconds` ran out first; `resume` says where to carry on.
     finished: bool = True
@@ -53,13 +55,13 @@ class PruneResult:
 
     @property
     def total(self) -> int:
-        return self.attempts + self.deliveries + self.events
+        return self.attempts + self.deliveries + self.events + self.loyalty_calls
 
     def summary(self) -> str:
         verb = "Would delete" if self.dry_run else "Deleted"
         return (
-            f"{verb} {self.attempts:,} attempts, {self.deliveries:,} deliveries and "
-            f"{self.events:,} events."
+            f"{verb} {self.attempts:,} attempts, {self.deliveries:,} deliveries, "
+            f"{self.events:,} events and {self.loyalty_calls:,} loyalty calls."
         )
 
 
@@ -191,8 +193,11 @@ def _windows(
         top = None
         if last_event is not None:
             top = rows.filter(event_id__lte=last_event).aggregate(top=Max("pk"))["top"]
-    else:
+    elif phase == "events":
         rows = Event.objects.all()
+        top = rows.filter(created_at__lt=latest).aggregate(top=Max("pk"))["top"]
+    else:
+        rows = LoyaltyCall.objects.all()
         top = rows.filter(created_at__lt=latest).aggregate(top=Max("pk"))["top"]
     if top is None:
         return
@@ -263,10 +268,26 @@ def _events_step(cutoffs: Cutoffs, lo: int, hi: int, dry_run: bool, result: Prun
     return n
 
 
+def _loyalty_calls_step(
+    cutoffs: Cutoffs, lo: int, hi: int, dry_run: bool, result: PruneResult
+) -> int:
+    rows = LoyaltyCall.objects.filter(
+        cutoffs.older("created_at", "merchant"), pk__gte=lo, pk__lt=hi
+    )
+    if dry_run:
+        n = rows.count()
+    else:
+        with transaction.atomic():
+            n = rows.delete()[0]
+    result.loyalty_calls += n
+    return n
+
+
 _PHASE_STEPS: dict[str, Callable[[Cutoffs, int, int, bool, PruneResult], int]] = {
     "attempts": _attempts_step,
     "deliveries": _deliveries_step,
     "events": _events_step,
+    "loyalty_calls": _loyalty_calls_step,
 }
 
 

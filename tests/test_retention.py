@@ -21,7 +21,7 @@ from rq.cron import CronJob
 
 from deliveries import retention
 from deliveries.models import Delivery, DeliveryAttempt, Event
-from endpoints.models import Endpoint, EventType, Merchant
+from endpoints.models import Endpoint, EventType, LoyaltyCall, Merchant
 from tests.conftest import database_url
 from tests.faults.conftest import wait_until
 
@@ -181,7 +181,7 @@ def run(*args: str) -> tuple[str, str]:
 
 
 def summary_numbers(text: str) -> tuple[int, int, int]:
-    match = re.search(r"(\d[\d,]*) attempts, (\d[\d,]*) deliveries and (\d[\d,]*) events", text)
+    match = re.search(r"(\d[\d,]*) attempts, (\d[\d,]*) deliveries, (\d[\d,]*) events", text)
     assert match, text
     return tuple(int(g.replace(",", "")) for g in match.groups())  # type: ignore[return-value]
 
@@ -240,6 +240,35 @@ def test_it_applies_one_period_to_everyone_with_older_than(seeded: Seeded) -> No
     assert Delivery.objects.filter(
         merchant=weekly, status=S.SUCCEEDED, created_at__lt=seeded.now - timedelta(days=7)
     ).exists()
+
+
+def test_it_prunes_loyalty_calls_past_each_merchants_period(db: None, settings: Any) -> None:
+    settings.RETENTION_DAYS = 30
+    now = timezone.now()
+    weekly = Merchant.objects.create(name="Weekly Wines", retention_days=7)
+    default = Merchant.objects.create(name="Default Deli")
+    for merchant, days in [(weekly, 1), (weekly, 10), (default, 10), (default, 40)]:
+        LoyaltyCall.objects.create(
+            merchant=merchant,
+            action="order-complete",
+            message_id=f"msg_{merchant.pk}_{days}",
+            url="https://loyalty.example.com/hook",
+            created_at=now - timedelta(days=days),
+        )
+
+    out, _ = run("--dry-run")
+    assert "Would delete 0 attempts, 0 deliveries, 0 events and 2 loyalty calls." in out
+    assert LoyaltyCall.objects.count() == 4
+
+    out, err = run()
+
+    assert "0 events and 2 loyalty calls." in out
+    assert re.search(r"^loyalty_calls\s+\[#+\] 100%", err, re.MULTILINE), err
+    left = set(LoyaltyCall.objects.values_list("merchant__name", "message_id"))
+    assert left == {
+        ("Weekly Wines", f"msg_{weekly.pk}_1"),
+        ("Default Deli", f"msg_{default.pk}_10"),
+    }
 
 
 def test_it_refuses_a_period_under_a_day(db: None) -> None:
