@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from queue import Empty, SimpleQueue
@@ -314,14 +315,17 @@ def sweep() -> int:
 class Sweeper(threading.Thread):
     """Runs `sweep()` every WEBHOOK_SWEEP_SECONDS beside a worker's main loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_sweep: Callable[[], None] | None = None) -> None:
         super().__init__(name="sweeper", daemon=True)
         self.stopped = threading.Event()
+        self.on_sweep = on_sweep  # the worker's own upkeep, run after each sweep
 
     def run(self) -> None:
         while not self.stopped.wait(settings.WEBHOOK_SWEEP_SECONDS):
             try:
                 sweep()
+                if self.on_sweep is not None:
+                    self.on_sweep()
             except Exception:
                 log.exception("sweep failed; trying again")
             finally:
