@@ -52,84 +52,81 @@ class EventQuerySet(models.QuerySet["Event"]):
     def create_event(
         self, merchant: Merchant, type_name: str, data: Any, *, webhook_url: str | None = None
     ) -> Event:
-        """Store one event with the merchant's next sequence number (inside a transaction)."""
-        event_type = active_event_type(type_name)
-        with transaction.atomic():
-            return self.create(
-                merchant=merchant,
-                event_type=event_type,
-                data=data,
-                sequence=merchant.next_sequence(),
-                webhook_url=webhook_url or "",
-            )
+        """Store one event with the merchant's next sequence number.
+
+        Inside a caller's transaction it joins it (no savepoint: emit's hot path); alone it
+        is its own transaction.
+
+        Raises:
+            UnknownEventType: when no active type has that name.
+        """
+        event = Event(
+            merchant=merchant,
+            event_type=active_event_type(type_name),
+            data=data,
+            webhook_url=webhook_url or "",
+        )
+        with transaction.atomic(savepoint=False):
+            event.sequence = merchant.next_sequence()
+            _insert_event(event)
+        return event
 
     def emit(
         self, merchant: Merchant, type_name: str, data: Any, *, webhook_url: str | None = None
     ) -> Event:
         """Store an event and one delivery per subscribed, enabled endpoint; send after commit.
 
-        This is the API's hot path, so it writes with three prepared statements, and it reads
-        the subscribers before the write transaction: on SQLite that transaction holds the
-        machine-wide write lock that the workers' claims and records also wait for.
+        The subscribers are read before the write transaction: on SQLite that transaction
+        holds the machine-wide write lock that the workers' claims and records also wait for.
         """
         from deliveries import jobs
 
-        event_type = active_event_type(type_name)
+        subscribers = Endpoint.objects.filter(merchant=merchant).subscribed_to(
+            active_event_type(type_name)
+        )
         targets: list[tuple[int | None, str]] = [
-            (pk, "") for pk in _subscriber_ids(merchant.pk, event_type.pk)
+            (pk, "") for pk in subscribers.values_list("pk", flat=True)
         ]
         if webhook_url:
             targets.append((None, webhook_url))
-        event = Event(
-            merchant=merchant, event_type=event_type, data=data, webhook_url=webhook_url or ""
-        )
         with transaction.atomic():
-            event.sequence = merchant.next_sequence()
-            _insert_event(event)
+            event = self.create_event(merchant, type_name, data, webhook_url=webhook_url)
             _insert_deliveries(event, targets)
             if targets:
                 transaction.on_commit(jobs.kick)
         return event
 
 
-def _subscriber_ids(merchant_id: int, event_type_id: int) -> list[int]:
-    """Ids of the merchant's enabled endpoints subscribed to a type, in one plain query."""
+def _insert_sql(model: type[models.Model], columns: Sequence[str], returning: str = "") -> str:
+    """A prepared INSERT of `columns` into a model's table.
+
+    The engine's hot path inserts with these rather than save() or bulk_create(), whose
+    per-row, per-field work cost more than the statements themselves.
+    """
     qn = connection.ops.quote_name
-    link = Endpoint.event_types.through._meta
     sql = (
-        f"SELECT e.id FROM {qn(Endpoint._meta.db_table)} e "
-        f"JOIN {qn(link.db_table)} s ON s.{qn(link.get_field('endpoint').column)} = e.id "
-        f"WHERE e.merchant_id = %s AND e.is_enabled AND "
-        f"s.{qn(link.get_field('eventtype').column)} = %s ORDER BY e.id"
+        f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(c) for c in columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [merchant_id, event_type_id])
-        return [row[0] for row in cursor.fetchall()]
+    return sql + f" RETURNING {qn(returning)}" if returning else sql
+
+
+_EVENT_FIELDS = (
+    "public_id",
+    "merchant",
+    "event_type",
+    "data",
+    "sequence",
+    "webhook_url",
+    "created_at",
+)
 
 
 def _insert_event(event: Event) -> None:
-    """INSERT ... RETURNING id for a new event (Model.save() cost more than the statement)."""
-    ops = connection.ops
-    qn = ops.quote_name
-    fields = [
-        Event._meta.get_field(name)
-        for name in (
-            "public_id",
-            "merchant",
-            "event_type",
-            "data",
-            "sequence",
-            "webhook_url",
-            "created_at",
-        )
-    ]
-    sql = (
-        f"INSERT INTO {qn(Event._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {qn('id')}"
-    )
+    fields = [Event._meta.get_field(name) for name in _EVENT_FIELDS]
     values = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields]
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+        cursor.execute(_insert_sql(Event, [f.column for f in fields], returning="id"), values)
         event.pk = cursor.fetchone()[0]
     event._state.adding = False
     event._state.db = connection.alias
@@ -166,7 +163,6 @@ def _insert_deliveries(event: Event, targets: list[tuple[int | None, str]]) -> N
     if not targets:
         return
     ops = connection.ops
-    qn = ops.quote_name
     columns = (
         "public_id",
         "merchant_id",
@@ -179,10 +175,6 @@ def _insert_deliveries(event: Event, targets: list[tuple[int | None, str]]) -> N
         "claimed_by",
         "last_error",
         "created_at",
-    )
-    sql = (
-        f"INSERT INTO {qn(Delivery._meta.db_table)} ({', '.join(qn(c) for c in columns)}) "
-        f"VALUES ({', '.join(['%s'] * len(columns))})"
     )
     now = ops.adapt_datetimefield_value(event.created_at)
     rows = [
@@ -202,7 +194,7 @@ def _insert_deliveries(event: Event, targets: list[tuple[int | None, str]]) -> N
         for endpoint_id, url in targets
     ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        cursor.executemany(_insert_sql(Delivery, columns), rows)
 
 
 class Event(models.Model):
@@ -782,13 +774,8 @@ def _insert_attempts(attempts: list[DeliveryAttempt]) -> None:
     if not attempts:
         return
     ops = connection.ops
-    qn = ops.quote_name
     meta = DeliveryAttempt._meta
     json_fields = [meta.get_field("request_headers"), meta.get_field("response_headers")]
-    sql = (
-        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(c) for c in ATTEMPT_COLUMNS)}) "
-        f"VALUES ({', '.join(['%s'] * len(ATTEMPT_COLUMNS))})"
-    )
     rows = [
         (
             a.delivery_id,
@@ -808,7 +795,7 @@ def _insert_attempts(attempts: list[DeliveryAttempt]) -> None:
         for a in attempts
     ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        cursor.executemany(_insert_sql(DeliveryAttempt, ATTEMPT_COLUMNS), rows)
 
 
 @dataclass

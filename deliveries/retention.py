@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 2000  # ids per window: a few milliseconds of locking on SQLite or PostgreSQL
 ENDED = (Delivery.Status.SUCCEEDED, Delivery.Status.FAILED, Delivery.Status.CANCELLED)
 PHASES = ("attempts", "deliveries", "events", "loyalty_calls")
+# Phases whose rows are dated by created_at alone, by the model they walk.
+_DATED: dict[str, type[models.Model]] = {
+    "attempts": DeliveryAttempt,
+    "events": Event,
+    "loyalty_calls": LoyaltyCall,
+}
 
 # Called with (phase, fraction of the phase done, rows of the phase deleted so far).
 Progress = Callable[[str, float, int], None]
@@ -184,20 +190,15 @@ def _windows(
     those of events created before the latest cutoff.
     """
     latest = cutoffs.latest
-    if phase == "attempts":
-        rows: models.QuerySet[Any] = DeliveryAttempt.objects.all()
-        top = rows.filter(created_at__lt=latest).aggregate(top=Max("pk"))["top"]
-    elif phase == "deliveries":
+    rows: models.QuerySet[Any]
+    if phase == "deliveries":
         rows = Delivery.objects.all()
         last_event = Event.objects.filter(created_at__lt=latest).aggregate(top=Max("pk"))["top"]
         top = None
         if last_event is not None:
             top = rows.filter(event_id__lte=last_event).aggregate(top=Max("pk"))["top"]
-    elif phase == "events":
-        rows = Event.objects.all()
-        top = rows.filter(created_at__lt=latest).aggregate(top=Max("pk"))["top"]
     else:
-        rows = LoyaltyCall.objects.all()
+        rows = _DATED[phase].objects.all()
         top = rows.filter(created_at__lt=latest).aggregate(top=Max("pk"))["top"]
     if top is None:
         return
@@ -210,13 +211,17 @@ def _windows(
         lo = rows.filter(pk__gte=hi).order_by("pk").values_list("pk", flat=True).first()
 
 
+def _count_or_delete(rows: models.QuerySet[Any], dry_run: bool) -> int:
+    """For rows with nothing to cascade to: how many there are, or delete them."""
+    if dry_run:
+        return rows.count()
+    with transaction.atomic():
+        return rows.delete()[0]
+
+
 def _attempts_step(cutoffs: Cutoffs, lo: int, hi: int, dry_run: bool, result: PruneResult) -> int:
     rows = DeliveryAttempt.objects.filter(expired_attempts(cutoffs), pk__gte=lo, pk__lt=hi)
-    if dry_run:
-        n = rows.count()
-    else:
-        with transaction.atomic():
-            n = rows.delete()[0]
+    n = _count_or_delete(rows, dry_run)
     result.attempts += n
     return n
 
@@ -274,11 +279,7 @@ def _loyalty_calls_step(
     rows = LoyaltyCall.objects.filter(
         cutoffs.older("created_at", "merchant"), pk__gte=lo, pk__lt=hi
     )
-    if dry_run:
-        n = rows.count()
-    else:
-        with transaction.atomic():
-            n = rows.delete()[0]
+    n = _count_or_delete(rows, dry_run)
     result.loyalty_calls += n
     return n
 
