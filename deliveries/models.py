@@ -81,12 +81,8 @@ class EventQuerySet(models.QuerySet["Event"]):
         """
         from deliveries import jobs
 
-        subscribers = Endpoint.objects.filter(merchant=merchant).subscribed_to(
-            active_event_type(type_name)
-        )
-        targets: list[tuple[int | None, str]] = [
-            (pk, "") for pk in subscribers.values_list("pk", flat=True)
-        ]
+        subscribers = Endpoint.objects.subscriber_ids(merchant, active_event_type(type_name))
+        targets: list[tuple[int | None, str]] = [(pk, "") for pk in subscribers]
         if webhook_url:
             targets.append((None, webhook_url))
         with transaction.atomic():

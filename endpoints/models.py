@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -118,8 +120,23 @@ class EndpointQuerySet(models.QuerySet["Endpoint"]):
     def for_merchant(self, merchant: Merchant) -> EndpointQuerySet:
         return self.filter(merchant=merchant)
 
-    def subscribed_to(self, event_type: EventType) -> EndpointQuerySet:
-        return self.filter(is_enabled=True, event_types=event_type)
+    def subscriber_ids(self, merchant: Merchant, event_type: EventType) -> list[int]:
+        """Ids of the merchant's enabled endpoints subscribed to a type, in id order.
+
+        Emit's hot path: one plain query, as building it with the ORM cost as much as the
+        rest of an emit's reads.
+        """
+        qn = connection.ops.quote_name
+        link = Endpoint.event_types.through._meta
+        sql = (
+            f"SELECT e.id FROM {qn(Endpoint._meta.db_table)} e "
+            f"JOIN {qn(link.db_table)} s ON s.{qn(link.get_field('endpoint').column)} = e.id "
+            f"WHERE e.merchant_id = %s AND e.is_enabled AND "
+            f"s.{qn(link.get_field('eventtype').column)} = %s ORDER BY e.id"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [merchant.pk, event_type.pk])
+            return [row[0] for row in cursor.fetchall()]
 
     def check_failing(self, ids: set[int], now: datetime) -> None:
         """Warn at half the auto-disable window, and disable at the whole of it.
@@ -365,14 +382,63 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
         """The active key for a bearer token, or None. Only the hash is ever stored."""
         if not raw_key.startswith(API_KEY_PREFIX):
             return None
-        found = self.active().select_related("merchant").filter(key_hash=ApiKey.hash(raw_key))
-        key = next(iter(found[:1]), None)  # no ORDER BY: the hash is unique
+        key = _active_key_with_merchant(ApiKey.hash(raw_key))
         if key is not None and (
             key.last_used_at is None or timezone.now() - key.last_used_at > timedelta(minutes=1)
         ):
             # Throttled, so a busy POS does not write this row on every request.
             ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
         return key
+
+
+def _active_key_with_merchant(key_hash: str) -> ApiKey | None:
+    """The unrevoked key with this hash and its merchant, in one plain query.
+
+    Every API request runs this; building it with the ORM cost several times the query.
+    """
+    qn = connection.ops.quote_name
+    key_fields = ApiKey._meta.concrete_fields
+    merchant_fields = Merchant._meta.concrete_fields
+    columns = [f"k.{qn(f.column)}" for f in key_fields]
+    columns += [f"m.{qn(f.column)}" for f in merchant_fields]
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {qn(ApiKey._meta.db_table)} k "
+        f"JOIN {qn(Merchant._meta.db_table)} m ON m.{qn('id')} = k.{qn('merchant_id')} "
+        f"WHERE k.{qn('key_hash')} = %s AND k.{qn('revoked_at')} IS NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key_hash])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(key_fields)
+    key = _from_row(ApiKey, row[:split])
+    key.merchant = _from_row(Merchant, row[split:])
+    return key
+
+
+def _from_row(model: type[models.Model], values: Sequence[Any]) -> Any:
+    """A model instance from its concrete columns, converted as the ORM would."""
+    attnames, converters = _row_reader(model, connection.vendor)
+    converted = []
+    for value, (col, convert_all) in zip(values, converters, strict=True):
+        if value is not None:
+            # SQLite hands datetimes back as text; encrypted fields decrypt here.
+            for convert in convert_all:
+                value = convert(value, col, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, attnames, converted)
+
+
+@functools.cache
+def _row_reader(model: type[models.Model], vendor: str) -> tuple[list[str], list[Any]]:
+    fields = model._meta.concrete_fields
+    converters = []
+    for f in fields:
+        col = f.get_col(model._meta.db_table)
+        convert_all = connection.ops.get_db_converters(col) + f.get_db_converters(connection)
+        converters.append((col, convert_all))
+    return [f.attname for f in fields], converters
 
 
 API_KEY_PREFIX = "whk_"
