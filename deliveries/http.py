@@ -6,6 +6,8 @@ Plain ``requests`` or ``urllib3`` is not safe enough for URLs typed in by mercha
 * a total deadline per attempt (DNS, connect, TLS, send, headers and body together), enforced by
   one watchdog thread that shuts down the sockets of late attempts;
 * a response body read in chunks and capped at :data:`MAX_RESPONSE_BYTES`, after decompression;
+* DNS lookups bound by the same deadline, each on its own thread, so lookups that hang for
+  one host name cannot hold up the lookups of any other;
 * an SSRF guard that resolves the host once, refuses non-public addresses and then connects to
   the very address it checked, so DNS rebinding cannot slip a private address in;
 * no redirects, verified TLS, no proxy or netrc from the environment;
@@ -33,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any, NamedTuple
@@ -78,7 +80,6 @@ IPNetwork = IPv4Network | IPv6Network
 _MIN_TIMEOUT = 0.1
 _MIN_SOCKET_TIMEOUT = 0.01
 _CHUNK_BYTES = 16 * 1024
-_DNS_WORKERS = 8
 _CHECK_URL_DNS_TIMEOUT = 10.0
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _BLOCKED_MESSAGE = "blocked: address not public"
@@ -532,29 +533,105 @@ def _checked_addresses(
 # DNS with a deadline
 # --------------------------------------------------------------------------------------------
 
-_dns_lock = threading.Lock()
-_dns_pool: ThreadPoolExecutor | None = None
+# getaddrinfo cannot be interrupted, so a lookup that outlives its caller's deadline keeps its
+# thread until the system resolver gives up. A fixed pool let eight such lookups (one merchant's
+# hanging name server) hold every thread while everyone else's lookups queued behind them and
+# timed out. So each lookup gets a fresh daemon thread, and stuck threads are bounded instead:
+_DNS_MAX_THREADS = 256  # lookup threads alive at once, stuck ones included, for all hosts
+_DNS_MAX_PER_HOST = 4  # lookup threads alive at once for one host name, whatever the port
+_DNS_JOIN_SECONDS = 1.0  # a caller joins a lookup of the same name this young, none started
+
+
+class _Lookup(NamedTuple):
+    host: str
+    port: int
+    started: float
+    future: Future[list[IPAddress]]
+
+
+class _Lookups:
+    """Lookups in flight: who may start one, who joins one, and the threads that run them.
+
+    A caller waits only for its own lookup (or one it joined) and only until its own deadline;
+    a lookup that times out keeps its thread but no longer blocks anyone but callers of the
+    same host name, which share at most _DNS_MAX_PER_HOST threads. Only when
+    _DNS_MAX_THREADS lookups are stuck at once does a new one wait for a thread.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._by_host: dict[str, list[_Lookup]] = {}
+        self._threads = 0
+
+    def running(self) -> int:
+        """How many lookup threads are alive (finished or not, until they return)."""
+        with self._cond:
+            return self._threads
+
+    def lookup(self, host: str, port: int, timeout: float) -> list[IPAddress]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        future = self._start_or_join(host, port, deadline)
+        # The shared answer is copied: every caller may reorder or extend its own list.
+        return list(future.result(timeout=max(deadline - time.monotonic(), 0.0)))
+
+    def _start_or_join(self, host: str, port: int, deadline: float) -> Future[list[IPAddress]]:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                running = self._by_host.get(host, [])
+                same = [lookup for lookup in running if lookup.port == port]
+                if same and (
+                    now - same[-1].started < _DNS_JOIN_SECONDS or len(running) >= _DNS_MAX_PER_HOST
+                ):
+                    return same[-1].future
+                if len(running) < _DNS_MAX_PER_HOST and self._threads < _DNS_MAX_THREADS:
+                    break
+                if now >= deadline:
+                    raise TimeoutError("no DNS lookup thread free before the deadline")
+                self._cond.wait(deadline - now)
+            lookup = _Lookup(host, port, now, Future())
+            self._by_host.setdefault(host, []).append(lookup)
+            self._threads += 1
+        thread = threading.Thread(target=self._run, args=(lookup,), name="webhook-dns", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # the process is out of threads
+            self._forget(lookup)
+            raise OSError("could not start a DNS lookup") from None
+        return lookup.future
+
+    def _run(self, lookup: _Lookup) -> None:
+        try:
+            addresses = _call_resolver(lookup.host, lookup.port)
+        except BaseException as exc:  # handed to every waiting caller, as a pool would
+            lookup.future.set_exception(exc)
+        else:
+            lookup.future.set_result(addresses)
+        finally:
+            self._forget(lookup)
+
+    def _forget(self, lookup: _Lookup) -> None:
+        with self._cond:
+            running = self._by_host[lookup.host]
+            running.remove(lookup)
+            if not running:
+                del self._by_host[lookup.host]
+            self._threads -= 1
+            self._cond.notify_all()
+
+
+_lookups = _Lookups()
 
 
 def _lookup(host: str, port: int, timeout: float) -> list[IPAddress]:
     literal = _literal_address(host)
     if literal is not None:
         return [literal]
-    # getaddrinfo cannot be interrupted; waiting on a shared pool keeps the deadline anyway.
-    future = _dns_executor().submit(_call_resolver, host, port)
-    return future.result(timeout=max(timeout, 0.0))
+    return _lookups.lookup(host, port, timeout)
 
 
 def _call_resolver(host: str, port: int) -> list[IPAddress]:
     return resolve(host, port)  # looked up at call time, so a stub resolver takes effect
-
-
-def _dns_executor() -> ThreadPoolExecutor:
-    global _dns_pool
-    with _dns_lock:
-        if _dns_pool is None:
-            _dns_pool = ThreadPoolExecutor(_DNS_WORKERS, thread_name_prefix="webhook-dns")
-        return _dns_pool
 
 
 # --------------------------------------------------------------------------------------------
@@ -709,9 +786,8 @@ def _current_attempt() -> _Attempt:
 
 def _reset_after_fork() -> None:
     # Job runners fork: locks, threads and pooled sockets of the parent must not be inherited.
-    global _dns_lock, _dns_pool, _watchdog, _state
-    _dns_lock = threading.Lock()
-    _dns_pool = None
+    global _lookups, _watchdog, _state
+    _lookups = _Lookups()
     _watchdog = _Watchdog()
     _state = threading.local()
 
