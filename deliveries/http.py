@@ -536,17 +536,26 @@ def _checked_addresses(
 # getaddrinfo cannot be interrupted, so a lookup that outlives its caller's deadline keeps its
 # thread until the system resolver gives up. A fixed pool let eight such lookups (one merchant's
 # hanging name server) hold every thread while everyone else's lookups queued behind them and
-# timed out. So each lookup gets a fresh daemon thread, and stuck threads are bounded instead:
-_DNS_MAX_THREADS = 256  # lookup threads alive at once, stuck ones included, for all hosts
-_DNS_MAX_PER_HOST = 4  # lookup threads alive at once for one host name, whatever the port
-_DNS_JOIN_SECONDS = 1.0  # a caller joins a lookup of the same name this young, none started
+# timed out. So each lookup gets a fresh daemon thread, and stuck threads are bounded instead.
+# Lookup threads alive at once, stuck ones included: for all host names, and for one host name
+# whatever the port. A caller joins a lookup of the same name and port started less than
+# _DNS_JOIN_SECONDS ago (or the youngest one once the host is at its cap) instead of starting
+# another: healthy names then cost one thread per burst, hanging ones at most four.
+_DNS_MAX_THREADS = 256
+_DNS_MAX_PER_HOST = 4
+_DNS_JOIN_SECONDS = 1.0
 
 
-class _Lookup(NamedTuple):
-    host: str
-    port: int
-    started: float
-    future: Future[list[IPAddress]]
+class _Lookup:
+    """One call of the resolver on its own thread; every caller that joined waits on ``future``."""
+
+    __slots__ = ("future", "host", "port", "started")
+
+    def __init__(self, host: str, port: int, started: float) -> None:
+        self.host = host
+        self.port = port
+        self.started = started
+        self.future: Future[list[IPAddress]] = Future()
 
 
 class _Lookups:
@@ -584,12 +593,13 @@ class _Lookups:
                     now - same[-1].started < _DNS_JOIN_SECONDS or len(running) >= _DNS_MAX_PER_HOST
                 ):
                     return same[-1].future
+                if now >= deadline:
+                    # No thread for a caller out of time: nobody would wait for its answer.
+                    raise TimeoutError("no DNS answer before the deadline")
                 if len(running) < _DNS_MAX_PER_HOST and self._threads < _DNS_MAX_THREADS:
                     break
-                if now >= deadline:
-                    raise TimeoutError("no DNS lookup thread free before the deadline")
                 self._cond.wait(deadline - now)
-            lookup = _Lookup(host, port, now, Future())
+            lookup = _Lookup(host, port, now)
             self._by_host.setdefault(host, []).append(lookup)
             self._threads += 1
         thread = threading.Thread(target=self._run, args=(lookup,), name="webhook-dns", daemon=True)

@@ -68,8 +68,9 @@ def hanging_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[HangingResolver]:
     resolver = HangingResolver()
     monkeypatch.setattr(http, "resolve", resolver)
     yield resolver
-    # Let the stuck lookups end, so no thread outlives the test by long.
+    # Let the stuck lookups end before the next test, which could otherwise join them.
     resolver.release.set()
+    wait_until(lambda: http._lookups.running() == 0)
 
 
 def post(url: str, timeout: float) -> http.HttpResult:
