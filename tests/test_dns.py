@@ -19,6 +19,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from deliveries import http
+from deliveries.http import dns
 
 LOOPBACK = http.parse_networks(["127.0.0.0/8", "::1/128"])
 
@@ -70,7 +71,7 @@ def hanging_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[HangingResolver]:
     yield resolver
     # Let the stuck lookups end before the next test, which could otherwise join them.
     resolver.release.set()
-    wait_until(lambda: http._lookups.running() == 0)
+    wait_until(lambda: dns._lookups.running() == 0)
 
 
 def post(url: str, timeout: float) -> http.HttpResult:
@@ -182,17 +183,17 @@ def test_it_bounds_stuck_lookup_threads_and_frees_them_when_they_end(
 ) -> None:
     # The global cap on lookup threads, made small: once it is full of stuck lookups a new
     # one waits for a thread until its deadline, and gets one as soon as a stuck lookup ends.
-    monkeypatch.setattr(http, "_DNS_MAX_THREADS", 3)
+    monkeypatch.setattr(dns, "_DNS_MAX_THREADS", 3)
     httpserver_ipv4.expect_request("/hook", method="POST").respond_with_data(b"fast")
     fast_url = f"http://fast.example:{httpserver_ipv4.port}/hook"
 
     errors = post_all_and_time_out([f"http://slow-{i}.example:9/" for i in range(6)], 0.3)
     assert errors == ["timed out after 0.3 s"] * 6
-    assert (hanging_dns.slow_calls(), http._lookups.running()) == (3, 3)
+    assert (hanging_dns.slow_calls(), dns._lookups.running()) == (3, 3)
     with pytest.raises(http.TransportError) as caught:
         post(fast_url, timeout=0.3)
     assert caught.value.message == "timed out after 0.3 s"
 
     hanging_dns.release.set()
-    wait_until(lambda: http._lookups.running() == 0)
+    wait_until(lambda: dns._lookups.running() == 0)
     assert post(fast_url, timeout=2).body == b"fast"

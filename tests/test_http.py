@@ -31,6 +31,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from deliveries import http
+from deliveries.http import client as http_client
 
 LOOPBACK = http.parse_networks(["127.0.0.0/8", "::1/128"])
 PUBLIC_IP = "93.184.215.14"
@@ -547,8 +548,8 @@ def tls_context(cert_and_key: tuple[Path, Path]) -> ssl.SSLContext:
 def trust_test_ca(monkeypatch: pytest.MonkeyPatch, certs: SimpleNamespace) -> None:
     # Only the module's own bundle is trusted; the environment is ignored by design. A fresh
     # thread state makes the next request build its pool manager with the test CA.
-    monkeypatch.setattr(http, "_CA_BUNDLE", str(certs.ca))
-    monkeypatch.setattr(http, "_state", threading.local())
+    monkeypatch.setattr(http_client, "_CA_BUNDLE", str(certs.ca))
+    monkeypatch.setattr(http_client, "_state", threading.local())
 
 
 def test_it_refuses_a_self_signed_certificate(
