@@ -7,18 +7,18 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: run test test-postgres bench lint format redis-server chromium postgresql clean
+.PHONY: run test test-postgres bench lint format redis-server chromium postgresql faketime clean
 
 run: $(VENV)/.installed redis-server
 	$(BIN)/python -m webhooks_project.run
 
-test: $(VENV)/.installed-test redis-server chromium
+test: $(VENV)/.installed-test redis-server chromium faketime
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 # The whole suite again on PostgreSQL: a private cluster under var/postgres (unix socket only).
-test-postgres: $(VENV)/.installed-test redis-server chromium postgresql
+test-postgres: $(VENV)/.installed-test redis-server chromium postgresql faketime
 	DATABASE_URL="$$($(BIN)/python -m webhooks_project.embedded_postgres start)" $(BIN)/python -m pytest
 
 # The benchmark (never part of `make test`): prints a table, writes var/bench/results.json.
@@ -53,6 +53,11 @@ redis-server:
 chromium:
 	@[ -x /usr/bin/chromium ] || \
 		{ echo "Installing chromium..."; $(APT) update -qq && $(APT) install -y -qq chromium >/dev/null; }
+
+# A worker whose clock runs ahead (tests/faults/test_clocks_and_locks.py) runs under libfaketime.
+faketime:
+	@ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || \
+		{ echo "Installing faketime..."; $(APT) update -qq && $(APT) install -y -qq faketime >/dev/null; }
 
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \

@@ -7,10 +7,15 @@ Paths choose the behaviour:
     /ok/...      answer 200 at once
     /slow/...    answer 200 after 200 ms
     /dead/...    never answer (the sender's deadline cuts it)
+    /hang/...    never answer, but counted (a hostile receiver the deadline cuts)
+    /slow25/...  answer 200 after 25 s
+    /poison/...  answer 429 with `Retry-After: 99999999999999`
     /fail/...    answer 500
 
-`GET /_stats` answers JSON: totals, duplicates, and with `?times=1` the first arrival time of
-every (path, webhook-id). `POST /_reset` forgets everything.
+`GET /_stats` answers JSON: totals, duplicates, overlaps (a (path, webhook-id) that arrived again
+while an earlier request of it was still open: a second send while the first was in flight),
+the most requests open at once per first path segment, and with `?times=1` the first arrival
+time of every (path, webhook-id). `POST /_reset` forgets everything.
 
     python -m bench.receiver [--port 0]     # prints "port N" once listening
 """
@@ -25,6 +30,7 @@ import time
 from collections import Counter
 
 SLOW_SECONDS = 0.2
+SLOW25_SECONDS = 25.0
 
 
 class Receiver:
@@ -33,6 +39,10 @@ class Receiver:
         self.first_seen: dict[tuple[str, str], float] = {}
         self.active = 0  # requests being answered right now
         self.max_active = 0
+        self.open: Counter[tuple[str, str]] = Counter()  # open requests per (path, id)
+        self.overlaps = 0
+        self.active_by_kind: Counter[str] = Counter()
+        self.max_by_kind: Counter[str] = Counter()
 
     def record(self, path: str, webhook_id: str) -> None:
         key = (path, webhook_id)
@@ -47,6 +57,8 @@ class Receiver:
             "duplicates": total - len(self.counts),
             "max_per_id": max(self.counts.values(), default=0),
             "max_in_flight": self.max_active,
+            "overlaps": self.overlaps,
+            "max_in_flight_by_kind": dict(self.max_by_kind),
             "first_at": min(self.first_seen.values(), default=None),
             "last_at": max(self.first_seen.values(), default=None),
         }
@@ -68,10 +80,13 @@ class Receiver:
                 length = int(headers.get("content-length") or 0)
                 if length:
                     await reader.readexactly(length)
-                status, body = await self.respond(method, target, headers)
+                status, body = await self.respond(method, target, headers, reader)
+                extra = b"retry-after: 99999999999999\r\n" if status == 429 else b""
                 writer.write(
-                    b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                    b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                     % (status, len(body))
+                    + extra
+                    + b"\r\n"
                     + body
                 )
                 await writer.drain()
@@ -85,27 +100,49 @@ class Receiver:
         finally:
             writer.close()
 
-    async def respond(self, method: str, target: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    async def respond(
+        self, method: str, target: str, headers: dict[str, str], reader: asyncio.StreamReader
+    ) -> tuple[int, bytes]:
         path, _, query = target.partition("?")
         if method == "GET" and path == "/_stats":
             return 200, json.dumps(self.stats("times=1" in query)).encode()
         if method == "POST" and path == "/_reset":
             self.counts.clear()
             self.first_seen.clear()
-            self.max_active = 0
+            self.max_active = self.overlaps = 0
+            self.max_by_kind.clear()
             return 200, b"{}"
+        key = (path, headers.get("webhook-id", ""))
+        kind = path.split("/")[1] if path.count("/") > 1 else path
         self.active += 1
         self.max_active = max(self.max_active, self.active)
+        self.active_by_kind[kind] += 1
+        self.max_by_kind[kind] = max(self.max_by_kind[kind], self.active_by_kind[kind])
         try:
             if path.startswith("/dead/"):
                 await asyncio.sleep(3600)
-            self.record(path, headers.get("webhook-id", ""))
-            if path.startswith("/slow/"):
-                await asyncio.sleep(SLOW_SECONDS)
+            if self.open[key]:
+                self.overlaps += 1
+            self.open[key] += 1
+            try:
+                self.record(*key)
+                if path.startswith("/hang/"):
+                    # Open until the sender gives up and closes: then a retry is no overlap.
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(reader.read(1), 3600)
+                if path.startswith("/slow/"):
+                    await asyncio.sleep(SLOW_SECONDS)
+                if path.startswith("/slow25/"):
+                    await asyncio.sleep(SLOW25_SECONDS)
+            finally:
+                self.open[key] -= 1
         finally:
             self.active -= 1
+            self.active_by_kind[kind] -= 1
         if path.startswith("/fail/"):
             return 500, b'{"ok":false}'
+        if path.startswith("/poison/"):
+            return 429, b'{"ok":false}'
         return 200, b'{"ok":true}'
 
 

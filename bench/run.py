@@ -23,9 +23,11 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 BASE = Path(__file__).resolve().parent.parent
 VAR = BASE / "var" / "bench"
+VAR_POSTGRES = BASE / "var" / "bench-postgres"  # its own Redis and cluster, beside SQLite's
 ENV = {
     "DJANGO_SETTINGS_MODULE": "webhooks_project.settings",
     "VAR_DIR": str(VAR),
@@ -41,11 +43,17 @@ ENV = {
 }
 
 
-def prepare() -> None:
+def prepare(database: str = "sqlite") -> None:
+    global VAR
+    if database == "postgres":
+        VAR = VAR_POSTGRES
+    ENV["VAR_DIR"] = str(VAR)
     if VAR.exists():
         shutil.rmtree(VAR)
     VAR.mkdir(parents=True)
     os.environ.update(ENV)
+    if database == "postgres":
+        os.environ["DATABASE_URL"] = postgres_database()
     sys.path.insert(0, str(BASE))
     import django
 
@@ -54,6 +62,22 @@ def prepare() -> None:
 
     call_command("migrate", verbosity=0)
     call_command("collectstatic", "--noinput", verbosity=0)
+
+
+def postgres_database() -> str:
+    """A fresh `bench` database in the private cluster of `make test-postgres` (under VAR)."""
+    from webhooks_project import embedded_postgres
+
+    url = embedded_postgres.start(VAR / "postgres")
+    socket_dir = url.split("@", 1)[1].rsplit(":", 1)[0]
+    psql = embedded_postgres.bindir() / "psql"
+    for sql in ("DROP DATABASE IF EXISTS bench", "CREATE DATABASE bench"):
+        embedded_postgres.run_as_owner(
+            [str(psql), "-q", "-h", unquote(socket_dir), "-p", str(embedded_postgres.PORT),
+             "-U", "postgres", "-d", "postgres", "-c", sql],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    return url.rsplit("/", 1)[0] + "/bench"
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -527,6 +551,166 @@ def memory(receiver: Receiver, events: int, endpoints: int) -> dict[str, Any]:
     }
 
 
+def on_postgres(receiver: Receiver, quick: bool) -> dict[str, Any]:
+    """Run hostile_neighbour on PostgreSQL, in a process of its own (Django is set up on
+    SQLite in this one), or right here when this process is the PostgreSQL one."""
+    from django.db import connection
+
+    seconds = 20 if quick else 60
+    if connection.vendor == "postgresql":
+        return hostile_neighbour(receiver, seconds)
+    command = [sys.executable, "-m", "bench.run", "--database", "postgres"]
+    subprocess.run(command + (["--quick"] if quick else []), cwd=BASE, check=True)
+    found = json.loads((VAR_POSTGRES / "results.json").read_text())
+    return found["hostile_neighbour"]
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _hostile_merchant(receiver: Receiver, dead_port: int) -> dict[str, Any]:
+    """The hostile merchant's endpoints, one event type per kind, so each gets its own count."""
+    from endpoints.models import Endpoint, EventType, Merchant
+
+    merchant = Merchant.objects.create(name="Hostile")
+    kinds = {
+        "hang": ("inventory_levels.update", [receiver.url(f"/hang/{n}") for n in range(20)]),
+        "slow25": ("products.update", [receiver.url("/slow25/0")]),
+        "dead": ("customers.update", [f"http://127.0.0.1:{dead_port}/dead"]),
+        "poison": ("receipts.update", [receiver.url("/poison/0")]),
+    }
+    for type_name, urls in kinds.values():
+        event_type = EventType.objects.get(name=type_name)
+        for url in urls:
+            Endpoint.objects.create(merchant=merchant, url=url).event_types.add(event_type)
+    return {"merchant": merchant, "types": {k: t for k, (t, _) in kinds.items()}}
+
+
+def _emit_backlog(merchant: Any, type_name: str, events: int) -> None:
+    """Many events at once, the way a POS catching up after an outage sends them."""
+    from django.db import transaction
+
+    from deliveries import emit
+
+    for start in range(0, events, 500):
+        with transaction.atomic():
+            for n in range(start, min(events, start + 500)):
+                emit(merchant, type_name, {"n": n})
+
+
+def hostile_neighbour(receiver: Receiver, innocent_seconds: int) -> dict[str, Any]:
+    """Issue 13's scenario: a hostile merchant's receivers against an innocent merchant's.
+
+    Hostile: 20 endpoints that hang past the 30-second deadline (600 deliveries), one that
+    answers after 25 s (40 deliveries, cap 10), a dead one (connection refused) with a
+    10,000-delivery backlog, and one answering 429 with a poisoned Retry-After. Innocent:
+    2 events a second through the API for `innocent_seconds`, timed from the API's answer
+    to the receiver. Two workers.
+    """
+    import urllib3
+    from django.db.models import Count
+    from django_rq import get_queue
+    from rq.registry import FailedJobRegistry
+
+    from deliveries.models import Delivery
+    from endpoints.models import ApiKey, Endpoint
+
+    clean_tables()
+    receiver.reset()
+    hostile = _hostile_merchant(receiver, _closed_port())
+    merchant, types = hostile["merchant"], hostile["types"]
+    t0 = time.monotonic()
+    _emit_backlog(merchant, types["dead"], 10_000)
+    _emit_backlog(merchant, types["hang"], 30)
+    _emit_backlog(merchant, types["slow25"], 40)
+    _emit_backlog(merchant, types["poison"], 40)
+    backlog_seconds = time.monotonic() - t0
+    innocent = merchant_with_endpoints([receiver.url("/ok/innocent")])
+    key = ApiKey.issue(innocent, "bench")[1]
+    server, port = _gunicorn()
+    pool = Workers(2)
+    time.sleep(5)  # the hostile work fills the workers first
+    http = urllib3.HTTPConnectionPool("127.0.0.1", port, maxsize=1, retries=False)
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    answered: dict[str, float] = {}
+    started = time.monotonic()
+    for n in range(innocent_seconds * 2):
+        time.sleep(max(0.0, started + n * 0.5 - time.monotonic()))
+        body = json.dumps({"type": "inventory_levels.update", "data": payload(n)})
+        response = http.urlopen("POST", "/api/v1/events", body=body, headers=headers, timeout=30)
+        answered[json.loads(response.data)["id"]] = time.time()
+
+    def innocent_seen() -> dict[str, float]:
+        return {w: t for p, w, t in receiver.stats(times=True)["times"] if p == "/ok/innocent"}
+
+    deadline = time.monotonic() + 60  # a lost event is counted, not waited for forever
+    while len(innocent_seen()) < len(answered) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    seen = innocent_seen()
+    latencies = [(seen[w] - at) * 1000 for w, at in answered.items() if w in seen]
+    stats = receiver.stats()
+    failed_jobs = FailedJobRegistry(queue=get_queue("default")).count
+    dead = Endpoint.objects.get(url__endswith="/dead")
+    statuses = dict(
+        Delivery.objects.filter(merchant=merchant).values_list("status").annotate(n=Count("id"))
+    )
+    pool.stop()
+    server.terminate()
+    server.wait()
+    return {
+        "database": "postgresql",
+        "workers": 2,
+        "hostile_backlog_seconds": round(backlog_seconds, 1),
+        "innocent_events": len(answered),
+        "innocent_received": len(latencies),
+        "innocent_lost": len(answered) - len(latencies),
+        "innocent_p50_ms": round(percentile(latencies, 50), 1),
+        "innocent_p99_ms": round(percentile(latencies, 99), 1),
+        "innocent_max_ms": round(max(latencies), 1),
+        "sent_twice_while_in_flight": stats["overlaps"],
+        "slow_endpoint_most_in_flight": stats["max_in_flight_by_kind"].get("slow25", 0),
+        "slow_endpoint_cap": 10,
+        "dead_endpoint_breaker": dead.breaker_label(),
+        "hostile_statuses": statuses,
+        "failed_rq_jobs": failed_jobs,
+    }
+
+
+def _gunicorn() -> tuple[subprocess.Popen[bytes], int]:
+    import urllib3
+
+    port = 18766
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "webhooks_project.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "2",
+            "--log-level",
+            "warning",
+        ],
+        cwd=BASE,
+        env={**os.environ},
+    )
+    http = urllib3.HTTPConnectionPool("127.0.0.1", port, retries=False)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            http.urlopen("GET", "/healthz", timeout=5)
+            return server, port
+        except urllib3.exceptions.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 TARGETS = {
     "fast_1_worker": ("ratio_to_limit", ">=", 0.6),
     "fast_2_workers": ("ratio_to_limit", ">=", 1.0),
@@ -536,17 +720,28 @@ TARGETS = {
     "emit": ("events_per_second", ">=", 300),
     "dashboard": ("webhook_detail_ms", "<=", 200),
     "memory": ("growth_percent", "<=", 10),
+    "hostile_neighbour": ("innocent_p99_ms", "<=", 1000),
 }
+# The hostile neighbour's other promises: each of these figures must be 0.
+HOSTILE_ZEROS = ("innocent_lost", "sent_twice_while_in_flight", "failed_rq_jobs")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller runs, for trying changes")
     parser.add_argument("--only", default="", help="comma-separated scenario names")
+    parser.add_argument(
+        "--database",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="postgres: the private cluster of `make test-postgres` (hostile_neighbour only)",
+    )
     args = parser.parse_args()
     q = args.quick
     only = set(filter(None, args.only.split(",")))
-    prepare()
+    if args.database == "postgres":
+        only = {"hostile_neighbour"}
+    prepare(args.database)
     receiver = Receiver()
     results: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}
@@ -565,6 +760,7 @@ def main() -> None:
         ("emit", lambda: emit_api(receiver, 500 if q else 2000, 8)),
         ("dashboard", lambda: dashboard(100_000 if q else 1_000_000)),
         ("memory", lambda: memory(receiver, 2_000 if q else 10_000, 10)),
+        ("hostile_neighbour", lambda: on_postgres(receiver, q)),
     ]
     try:
         for name, scenario in plan:
@@ -579,6 +775,10 @@ def main() -> None:
         from webhooks_project import embedded_redis
 
         embedded_redis.stop(VAR / "redis")
+        if args.database == "postgres":
+            from webhooks_project import embedded_postgres
+
+            embedded_postgres.stop(VAR / "postgres")
     results["total_seconds"] = round(time.monotonic() - started, 1)
     (VAR / "results.json").write_text(json.dumps(results, indent=2))
     print("\n| scenario | figure | target | met |\n|---|---|---|---|")
@@ -588,6 +788,9 @@ def main() -> None:
         value = results[name][key]
         met = value >= target if op == ">=" else value <= target
         print(f"| {name} | {key} = {value} | {op} {target} | {'yes' if met else 'NO'} |")
+    for key in HOSTILE_ZEROS if "hostile_neighbour" in results else ():
+        value = results["hostile_neighbour"][key]
+        print(f"| hostile_neighbour | {key} = {value} | == 0 | {'yes' if value == 0 else 'NO'} |")
     print(f"\nwritten to {VAR / 'results.json'} in {results['total_seconds']} s")
 
 

@@ -23,6 +23,6 @@ def emit(
     Returns:
         The stored Event.
     """
-    from deliveries.models import Event
+    from deliveries.engine import emit as emit_event
 
-    return Event.objects.emit(merchant, event_type, data, webhook_url=webhook_url)
+    return emit_event(merchant, event_type, data, webhook_url=webhook_url)

@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from deliveries import engine
 from deliveries.models import Delivery, DeliveryAttempt, Event
 
 
@@ -76,7 +77,7 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.action(description="Retry selected failed deliveries")
     def retry_deliveries(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
-        count = Delivery.objects.retry_now(queryset)
+        count = engine.retry_now(queryset)
         self.message_user(request, f"Scheduled {count} deliveries again.", messages.SUCCESS)
 
 

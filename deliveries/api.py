@@ -15,6 +15,7 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from deliveries import emit, engine
 from deliveries.models import Delivery, Event, UnknownEventType
 from deliveries.serializers import (
     DeliveryDetail,
@@ -138,7 +139,7 @@ def _emit(request: Request) -> Response:
     form.is_valid(raise_exception=True)
     data = form.validated_data
     try:
-        event = Event.objects.emit(
+        event = emit(
             merchant_of(request), data["type"], data["data"], webhook_url=data.get("webhook_url")
         )
     except UnknownEventType as exc:
@@ -226,7 +227,7 @@ def delivery(request: Request, public_id: str) -> Response:
 @api_view(["POST"])
 def delivery_retry(request: Request, public_id: str) -> Response:
     obj = get_object_or_404(_deliveries_for(request), public_id=public_id)
-    if not Delivery.objects.retry_now(Delivery.objects.filter(pk=obj.pk)):
+    if not engine.retry_now(Delivery.objects.filter(pk=obj.pk)):
         raise ApiError(
             409,
             "not_retryable",

@@ -85,16 +85,21 @@ class Policy:
 
 
 def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
-    """Seconds or an HTTP date, as RFC 9110 allows; None when absent or unreadable."""
+    """Seconds or an HTTP date, as RFC 9110 allows; None when absent or unreadable.
+
+    Whatever a receiver writes there, the answer is at most MAX_RETRY_AFTER and this never
+    raises: "99999999999999" overflowed timedelta, and "²" passes str.isdigit() but not int().
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():
+        seconds = int(value[:12])  # 12 digits are past any limit already
+        return min(timedelta(seconds=seconds), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            return None
+        return min(max(when - now, timedelta(0)), MAX_RETRY_AFTER)
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    if when.tzinfo is None:
-        return None
-    return max(when - now, timedelta(0))

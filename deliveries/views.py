@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
+from deliveries import engine
 from deliveries.http import mask_url
 from deliveries.models import Delivery, DeliveryAttempt, Event
 from endpoints.models import EventType
@@ -78,7 +79,7 @@ def retry_delivery(request: HttpRequest, public_id: str) -> HttpResponse:
     delivery = _get_delivery_for_user(request, public_id)
     if delivery.endpoint is not None and not delivery.endpoint.is_enabled:
         messages.error(request, "This webhook is disabled: enable it to retry its deliveries.")
-    elif Delivery.objects.retry_now(Delivery.objects.filter(pk=delivery.pk)):
+    elif engine.retry_now(Delivery.objects.filter(pk=delivery.pk)):
         messages.success(request, f"Delivery {delivery.public_id} will be retried now.")
     else:
         messages.info(request, "Only failed or cancelled deliveries can be retried.")

@@ -11,7 +11,7 @@ from typing import Any
 from rq import worker_registration
 from rq.worker import SimpleWorker
 
-from deliveries.jobs import Sweeper
+from deliveries.engine.sweeping import Sweeper
 
 
 class DeliveryWorker(SimpleWorker):

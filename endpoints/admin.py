@@ -81,9 +81,17 @@ class EndpointAdmin(admin.ModelAdmin):
         "disabled_reason",
         "log_mode",
         "failing_since",
+        "breaker",
         "created_at",
     ]
-    list_filter = ["is_enabled", "disabled_reason", "merchant", "category", "log_mode"]
+    list_filter = [
+        "is_enabled",
+        "disabled_reason",
+        "breaker_state",
+        "merchant",
+        "category",
+        "log_mode",
+    ]
     list_select_related = ["merchant", "category"]
     search_fields = ["url", "description", "public_id", "merchant__name", "merchant__public_id"]
     filter_horizontal = ["event_types"]
@@ -94,11 +102,38 @@ class EndpointAdmin(admin.ModelAdmin):
         "disabled_at",
         "failing_since",
         "failure_warning_sent_at",
+        "breaker",
+        "breaker_failures",
         "created_at",
         "updated_at",
     ]
-    # Staff triage endpoints; they never see secrets or basic-auth passwords.
-    exclude = ["url", "secret", "previous_secret", "previous_secret_expires_at"]
+    # Staff triage endpoints; they never see secrets or basic-auth passwords. The breaker is
+    # the engine's to move; staff see it (and enabling an endpoint closes it).
+    exclude = [
+        "url",
+        "secret",
+        "previous_secret",
+        "previous_secret_expires_at",
+        "breaker_state",
+        "breaker_trips",
+        "breaker_probe_at",
+    ]
+
+    @admin.display(description="Circuit breaker")
+    def breaker(self, obj: Endpoint) -> str:
+        return obj.breaker_label()
+
+    def save_model(self, request: HttpRequest, obj: Endpoint, form: Any, change: bool) -> None:
+        """Flipping "is enabled" in the form disables or enables the way the actions do."""
+        flipped = change and "is_enabled" in form.changed_data
+        wanted = obj.is_enabled
+        if flipped:
+            obj.is_enabled = not wanted  # saved as it was; the engine flips it below
+        super().save_model(request, obj, form, change)
+        if flipped and wanted:
+            obj.enable()
+        elif flipped:
+            obj.disable(Endpoint.DisabledReason.STAFF, f"Disabled by {request.user}.")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

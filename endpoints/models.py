@@ -11,10 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.core.mail import send_mail
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import connection, models, transaction
-from django.template.loader import render_to_string
+from django.db import connection, models
 from django.utils import timezone
 
 from deliveries import signing
@@ -138,30 +136,6 @@ class EndpointQuerySet(models.QuerySet["Endpoint"]):
             cursor.execute(sql, [merchant.pk, event_type.pk])
             return [row[0] for row in cursor.fetchall()]
 
-    def check_failing(self, ids: set[int], now: datetime) -> None:
-        """Warn at half the auto-disable window, and disable at the whole of it.
-
-        Args:
-            ids: endpoints whose latest attempts failed.
-            now: the time of those attempts.
-        """
-        window = timedelta(seconds=settings.WEBHOOK_AUTO_DISABLE_SECONDS)
-        failing = self.filter(pk__in=ids, is_enabled=True, failing_since__isnull=False)
-        for endpoint in failing.filter(failing_since__lte=now - window).select_related("merchant"):
-            endpoint.auto_disable(
-                Endpoint.DisabledReason.FAILING,
-                f"Every delivery failed since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC.",
-            )
-        half = failing.filter(
-            failing_since__lte=now - window / 2, failure_warning_sent_at__isnull=True
-        )
-        for endpoint in half.select_related("merchant"):
-            # The conditional update makes sure two workers send one warning, not two.
-            if self.filter(pk=endpoint.pk, failure_warning_sent_at__isnull=True).update(
-                failure_warning_sent_at=now
-            ):
-                endpoint.notify("warning")
-
 
 class Endpoint(models.Model):
     class DisabledReason(models.TextChoices):
@@ -179,6 +153,10 @@ class Endpoint(models.Model):
     class RetryPolicy(models.TextChoices):
         EXPONENTIAL = "exponential", "Exponential"
         FIXED = "fixed", "Fixed"
+
+    class BreakerState(models.TextChoices):
+        CLOSED = "closed", "Closed"
+        OPEN = "open", "Open"
 
     class PayloadStyle(models.TextChoices):
         FULL = "full", "Full"
@@ -230,6 +208,21 @@ class Endpoint(models.Model):
         help_text="Requests sent to this endpoint at once, at most.",
     )
 
+    # The circuit breaker (see deliveries/engine/breaker.py): an endpoint that keeps timing
+    # out or refusing connections is parked instead of holding sender threads.
+    breaker_state = models.CharField(
+        max_length=10, choices=BreakerState.choices, default=BreakerState.CLOSED
+    )
+    breaker_failures = models.PositiveIntegerField(
+        default=0, help_text="Attempts in a row that got no answer."
+    )
+    breaker_trips = models.PositiveIntegerField(
+        default=0, help_text="Times the breaker opened in a row; each doubles the pause."
+    )
+    breaker_probe_at = models.DateTimeField(
+        null=True, blank=True, help_text="When an open breaker lets one probe through."
+    )
+
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -256,6 +249,24 @@ class Endpoint(models.Model):
             return "Auto-disabled"
         return "Disabled"
 
+    def breaker_label(self, now: datetime | None = None) -> str:
+        """The breaker as a merchant reads it: closed, open until a time, or probing."""
+        if self.breaker_state != self.BreakerState.OPEN or self.breaker_probe_at is None:
+            return "Closed"
+        now = now or timezone.now()
+        if self.breaker_probe_at > now:
+            return f"Open: next probe at {self.breaker_probe_at:%Y-%m-%d %H:%M:%S} UTC"
+        return "Half-open: one probe delivery allowed"
+
+    @property
+    def breaker_is_parked(self) -> bool:
+        """Open and not yet due for a probe: no deliveries are sent."""
+        return (
+            self.breaker_state == self.BreakerState.OPEN
+            and self.breaker_probe_at is not None
+            and self.breaker_probe_at > timezone.now()
+        )
+
     # --- signing -------------------------------------------------------------------------
 
     def signing_secrets(self, now: datetime | None = None) -> list[str]:
@@ -281,44 +292,10 @@ class Endpoint(models.Model):
     # --- enabling and disabling ----------------------------------------------------------
 
     def disable(self, reason: str = DisabledReason.MERCHANT, detail: str = "") -> None:
-        """Stop sending to this endpoint; what was waiting is cancelled, to retry on enable."""
-        from deliveries.models import Delivery
+        """Stop sending to this endpoint (see `deliveries.engine.disable_endpoint`)."""
+        from deliveries.engine import disable_endpoint
 
-        self.is_enabled = False
-        self.disabled_reason = reason
-        self.disabled_detail = detail[:500]
-        self.disabled_at = timezone.now()
-        with transaction.atomic():
-            self.save(
-                update_fields=["is_enabled", "disabled_reason", "disabled_detail", "disabled_at"]
-            )
-            Delivery.objects.filter(endpoint=self, status=Delivery.Status.PENDING).update(
-                status=Delivery.Status.CANCELLED,
-                next_attempt_at=None,
-                completed_at=self.disabled_at,
-                last_error=f"Endpoint disabled: {self.get_disabled_reason_display()}"[:500],
-            )
-
-    def auto_disable(self, reason: str, detail: str) -> None:
-        """Disable for a delivery failure and tell the merchant by e-mail."""
-        if not Endpoint.objects.filter(pk=self.pk, is_enabled=True).exists():
-            return
-        self.disable(reason, detail)
-        self.notify("disabled")
-
-    def notify(self, kind: str) -> None:
-        """E-mail the merchant that this endpoint is failing (`warning`) or was `disabled`."""
-        recipients = self.merchant.notification_recipients()
-        if not recipients:
-            return
-        context = {
-            "endpoint": self,
-            "site_url": settings.SITE_URL,
-            "window_hours": settings.WEBHOOK_AUTO_DISABLE_SECONDS / 3600,
-        }
-        subject = render_to_string(f"emails/endpoint_{kind}_subject.txt", context).strip()
-        body = render_to_string(f"emails/endpoint_{kind}.txt", context)
-        send_mail(subject, body, None, recipients, fail_silently=True)
+        disable_endpoint(self, reason, detail)
 
     def enable(self) -> None:
         self.is_enabled = True
@@ -327,6 +304,9 @@ class Endpoint(models.Model):
         self.disabled_at = None
         self.failing_since = None
         self.failure_warning_sent_at = None
+        self.breaker_state = self.BreakerState.CLOSED
+        self.breaker_failures = self.breaker_trips = 0
+        self.breaker_probe_at = None
         self.save(
             update_fields=[
                 "is_enabled",
@@ -335,6 +315,10 @@ class Endpoint(models.Model):
                 "disabled_at",
                 "failing_since",
                 "failure_warning_sent_at",
+                "breaker_state",
+                "breaker_failures",
+                "breaker_trips",
+                "breaker_probe_at",
             ]
         )
 
@@ -346,32 +330,19 @@ class Endpoint(models.Model):
         Returns:
             How many deliveries were scheduled.
         """
-        from deliveries.models import Delivery
+        from deliveries.engine import retry_failed
 
-        qs = Delivery.objects.filter(
-            endpoint=self, status__in=[Delivery.Status.FAILED, Delivery.Status.CANCELLED]
-        )
-        if since is not None:
-            qs = qs.filter(created_at__gte=since)
-        return Delivery.objects.retry_now(qs)
+        return retry_failed(self, since)
 
     def send_test(self, data: Any = None) -> Delivery:
-        """Send a `webhook.test` event to this endpoint now, synchronously.
+        """Send a `webhook.test` event to this endpoint now (see `deliveries.engine.send_test`).
 
         Returns:
             The delivery, with its outcome recorded (status, last code, attempts).
         """
-        from deliveries.models import Event
+        from deliveries.engine import send_test
 
-        with transaction.atomic():
-            event = Event.objects.create_event(
-                self.merchant, "webhook.test", data if data is not None else test_data(self)
-            )
-            delivery = event.deliveries.create(
-                merchant=self.merchant, endpoint=self, next_attempt_at=None
-            )
-        delivery.send_now()
-        return delivery
+        return send_test(self, data if data is not None else test_data(self))
 
 
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):

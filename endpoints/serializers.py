@@ -121,6 +121,21 @@ class EventRef(serializers.Serializer):
     name = serializers.CharField()
 
 
+class CircuitBreakerOutput(serializers.Serializer):
+    """The endpoint's circuit breaker: `closed`, `open` (parked until `next_probe_at`), or
+    `half_open` (one probe delivery allowed)."""
+
+    state = serializers.SerializerMethodField()
+    failures_in_a_row = serializers.IntegerField(source="breaker_failures")
+    next_probe_at = serializers.DateTimeField(source="breaker_probe_at", allow_null=True)
+    summary = serializers.CharField(source="breaker_label")
+
+    def get_state(self, endpoint: Endpoint) -> str:
+        if endpoint.breaker_state != Endpoint.BreakerState.OPEN:
+            return "closed"
+        return "open" if endpoint.breaker_is_parked else "half_open"
+
+
 class WebhookOutput(serializers.Serializer):
     """One webhook. The secret is shown in full only when it was just set or generated."""
 
@@ -140,6 +155,7 @@ class WebhookOutput(serializers.Serializer):
     fixed_retries = serializers.IntegerField()
     fixed_cooldown = serializers.IntegerField(source="fixed_cooldown_seconds")
     timeout = serializers.IntegerField(source="timeout_seconds")
+    circuit_breaker = serializers.SerializerMethodField()
 
     def get_created_on(self, endpoint: Endpoint) -> str:
         return http_date(endpoint.created_at.timestamp())
@@ -154,6 +170,10 @@ class WebhookOutput(serializers.Serializer):
 
     def get_events(self, endpoint: Endpoint) -> list[dict[str, str]]:
         return [{"id": str(t.pk), "name": t.name} for t in endpoint.event_types.all()]
+
+    @extend_schema_field(CircuitBreakerOutput)
+    def get_circuit_breaker(self, endpoint: Endpoint) -> dict[str, Any]:
+        return CircuitBreakerOutput(endpoint).data
 
 
 class RecoverInput(serializers.Serializer):

@@ -158,14 +158,18 @@ class Answer:
 class Receiver:
     """A real HTTP server on 127.0.0.1 that records requests and answers as scripted.
 
-    `answers` is consumed one per request; when it runs out, `default` answers.
+    `routes` answers by path; otherwise `answers` is consumed one per request, and when it
+    runs out, `default` answers.
     """
 
     def __init__(self, port: int = 0) -> None:
         self.requests: list[Received] = []
         self.answers: list[Answer] = []
         self.default = Answer()
+        self.routes: dict[str, Answer] = {}
         self.lock = threading.Lock()
+        self.in_flight = 0
+        self.most_in_flight = 0  # the most requests this receiver held at once
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -184,9 +188,17 @@ class Receiver:
                             time.time(),
                         )
                     )
-                    answer = receiver.answers.pop(0) if receiver.answers else receiver.default
-                if answer.delay:
-                    time.sleep(answer.delay)
+                    answer = receiver.routes.get(self.path) or (
+                        receiver.answers.pop(0) if receiver.answers else receiver.default
+                    )
+                    receiver.in_flight += 1
+                    receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
+                try:
+                    if answer.delay:
+                        time.sleep(answer.delay)
+                finally:
+                    with receiver.lock:
+                        receiver.in_flight -= 1
                 self.send_response(answer.status)
                 for key, value in answer.headers.items():
                     self.send_header(key, value)

@@ -393,7 +393,7 @@ def test_it_retries_what_failed_meanwhile_when_enabling(
     Endpoint.objects.filter(pk=endpoint.pk).update(failing_since=started)
     failed = make_delivery(endpoint, "failed")
     endpoint.refresh_from_db()
-    endpoint.auto_disable(Endpoint.DisabledReason.FAILING, "Every delivery failed.")
+    endpoint.disable(Endpoint.DisabledReason.FAILING, "Every delivery failed.")
 
     page = client.get(f"/webhooks/{endpoint.public_id}/").content.decode()
     assert "Auto-disabled: failing continuously" in page

@@ -15,8 +15,10 @@ from django.core import mail
 from django.db import transaction
 from standardwebhooks.webhooks import Webhook
 
-from deliveries import emit, jobs
-from deliveries.models import ClaimCache, Delivery, DeliveryAttempt, Event
+from deliveries import emit, engine, jobs
+from deliveries.engine.cache import ClaimCache
+from deliveries.engine.claiming import Load, claim
+from deliveries.models import Delivery, DeliveryAttempt, Event
 from endpoints.models import Endpoint, Merchant
 from tests.conftest import Answer, Receiver
 
@@ -408,7 +410,7 @@ def test_it_retries_one_delivery_and_resends_an_event(
     work(until=all_done)
     delivery = Delivery.objects.get()
     assert delivery.status == "failed"
-    assert Delivery.objects.retry_now(Delivery.objects.filter(pk=delivery.pk)) == 1
+    assert engine.retry_now(Delivery.objects.filter(pk=delivery.pk)) == 1
     work(until=all_done)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("succeeded", 2)
@@ -440,7 +442,7 @@ def test_it_sends_nothing_to_a_disabled_webhook_on_resend(
     work(until=all_done)
     endpoint.disable()
     assert event.resend() == 0
-    assert Delivery.objects.retry_now(Delivery.objects.all(), include_succeeded=True) == 0
+    assert engine.retry_now(Delivery.objects.all(), include_succeeded=True) == 0
     work()
     assert len(receiver.requests) == 1
 
@@ -457,9 +459,9 @@ def test_it_keeps_the_events_a_claim_needs_when_the_workers_cache_is_full(
     first, second, third = (emit(merchant, "receipts.update", {"n": n}) for n in range(3))
     cache = ClaimCache()
 
-    one = Delivery.objects.claim("w1", 1, cache=cache)
+    one = claim("w1", 1, Load(64), cache)
     # The other delivery of the cached event, plus two events the cache must make room for.
-    rest = Delivery.objects.claim("w1", 5, cache=cache)
+    rest = claim("w1", 5, Load(64), cache)
 
     assert [d.event.public_id for d in one] == [first.public_id]
     assert sorted(d.event.public_id for d in rest) == sorted(

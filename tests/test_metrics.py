@@ -14,7 +14,10 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from deliveries import emit, observability
-from deliveries.models import AttemptResult, Delivery
+from deliveries.engine.claiming import Load, claim
+from deliveries.engine.recording import record
+from deliveries.engine.sending import AttemptResult, attempt
+from deliveries.models import Delivery
 from endpoints.models import Endpoint, Merchant
 from tests.conftest import Answer, Receiver
 from webhooks_project import embedded_redis
@@ -25,9 +28,9 @@ TOKEN = "metrics-token-for-tests"
 def deliver_now(limit: int = 100) -> list[AttemptResult]:
     """Claim, send (real HTTP) and record what is due, as a worker's pump does."""
     token = uuid.uuid4().hex
-    claimed = Delivery.objects.claim(token, limit)
-    results = [delivery.attempt() for delivery in claimed]
-    Delivery.objects.record(token, results)
+    claimed = claim(token, limit, Load(limit))
+    results = [attempt(delivery) for delivery in claimed]
+    record(token, results)
     return results
 
 

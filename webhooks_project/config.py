@@ -58,6 +58,20 @@ def get_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
+def get_fraction(name: str, default: float) -> float:
+    """A number above 0 and at most 1 (a share of something)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _fail(name, f"expected a number between 0 and 1, got {raw!r}") from None
+    if not 0 < value <= 1:
+        raise _fail(name, f"must be above 0 and at most 1, got {value}")
+    return value
+
+
 def get_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:

@@ -123,10 +123,15 @@ if REDIS_URL is None:
 
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 900}}
 RQ_SHOW_ADMIN_LINK = True
+# The stock `manage.py rqworker --with-scheduler` runs the same complete worker as run_worker
+# (sweep, retries, released leases), not RQ's forking default without them.
+RQ = {"WORKER_CLASS": "deliveries.worker.DeliveryWorker"}
 
 EMAIL_CONFIG = config.get_email("EMAIL_URL", "consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = config.get_str("DEFAULT_FROM_EMAIL", "webhooks@localhost")
+# Seconds one SMTP exchange may take: a stalled mail server holds one e-mail job, not more.
+EMAIL_TIMEOUT = config.get_int("EMAIL_TIMEOUT", 10, minimum=1)
 
 # Delivery policy (see BRIEF "Delivery semantics").
 WEBHOOK_REQUIRE_HTTPS = config.get_bool("WEBHOOK_REQUIRE_HTTPS", True)
@@ -140,6 +145,17 @@ WEBHOOK_RETRY_WINDOW_SECONDS = config.get_int("WEBHOOK_RETRY_WINDOW_SECONDS", 48
 WEBHOOK_LEASE_MARGIN_SECONDS = config.get_int("WEBHOOK_LEASE_MARGIN_SECONDS", 30, minimum=1)
 WEBHOOK_SWEEP_SECONDS = config.get_int("WEBHOOK_SWEEP_SECONDS", 1, minimum=1)
 WEBHOOK_WORKER_THREADS = config.get_int("WEBHOOK_WORKER_THREADS", 64, minimum=1)
+# Fair shares of a worker's sender threads: one merchant at most this fraction (the others
+# always find a free thread), retries at most this fraction (first attempts always do).
+WEBHOOK_MERCHANT_SHARE = config.get_fraction("WEBHOOK_MERCHANT_SHARE", 0.75)
+WEBHOOK_RETRY_SHARE = config.get_fraction("WEBHOOK_RETRY_SHARE", 0.75)
+# The circuit breaker: open after this many attempts in a row without an answer, for a pause
+# that doubles on each failed probe up to the maximum.
+WEBHOOK_BREAKER_THRESHOLD = config.get_int("WEBHOOK_BREAKER_THRESHOLD", 5, minimum=1)
+WEBHOOK_BREAKER_PAUSE_SECONDS = config.get_int("WEBHOOK_BREAKER_PAUSE_SECONDS", 30, minimum=1)
+WEBHOOK_BREAKER_MAX_PAUSE_SECONDS = config.get_int(
+    "WEBHOOK_BREAKER_MAX_PAUSE_SECONDS", 600, minimum=1
+)
 WEBHOOK_AUTO_DISABLE_SECONDS = config.get_int(
     "WEBHOOK_AUTO_DISABLE_SECONDS", WEBHOOK_RETRY_WINDOW_SECONDS, minimum=1
 )

@@ -24,6 +24,8 @@ def test_it_delivers_on_the_retry_schedule_once_the_receiver_is_back(
 ) -> None:
     settings.WEBHOOK_RETRY_BASE_SECONDS = 1
     settings.WEBHOOK_RETRY_JITTER = 0
+    # The retry schedule itself; parking by the circuit breaker is tests/faults/test_isolation.py.
+    settings.WEBHOOK_BREAKER_THRESHOLD = 100
     with socket.socket() as probe:  # a port nobody listens on: connection refused
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

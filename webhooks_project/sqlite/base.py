@@ -17,9 +17,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from typing import Any
 
+from django.db import OperationalError
 from django.db.backends.sqlite3 import base
+
+_FIRST_WAIT = 0.0002  # seconds between tries for a busy lock, doubling up to _LONGEST_WAIT
+_LONGEST_WAIT = 0.005
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -40,8 +45,30 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return
         if self._write_lock_fd is None:
             self._write_lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._write_lock_fd, fcntl.LOCK_EX)
+        self._wait_for_lock(self._write_lock_fd)
         self._write_locked = True
+
+    def _wait_for_lock(self, fd: int) -> None:
+        """Take the lock, or fail after the database's `timeout` option with a clear error.
+
+        A blocking flock() waited forever behind a writer that never let go. Polling with short
+        sleeps keeps the wait in the order of the lock's hold times (a few milliseconds).
+        """
+        limit = float(self.settings_dict.get("OPTIONS", {}).get("timeout", 30))
+        deadline = time.monotonic() + limit
+        wait = _FIRST_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise OperationalError(
+                        f"database is locked: another process held SQLite's write lock for "
+                        f"more than {limit:g} s ({self._lock_path()})"
+                    ) from None
+                time.sleep(wait)
+                wait = min(wait * 2, _LONGEST_WAIT)
 
     def _release_write_lock(self) -> None:
         if self._write_locked and self._write_lock_fd is not None:

@@ -5,7 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from deliveries.models import Event, UnknownEventType
+from deliveries import emit
+from deliveries.models import UnknownEventType
 from endpoints.models import Merchant
 
 
@@ -28,9 +29,7 @@ class Command(BaseCommand):
         except json.JSONDecodeError as exc:
             raise CommandError(f"The data is not valid JSON: {exc}") from None
         try:
-            event = Event.objects.emit(
-                merchant, options["type"], data, webhook_url=options["webhook_url"]
-            )
+            event = emit(merchant, options["type"], data, webhook_url=options["webhook_url"])
         except UnknownEventType as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(

@@ -33,7 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--events", type=int, default=5, help="How many events to emit.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from deliveries.models import Event
+        from deliveries import emit
 
         demo = User.objects.filter(username=DEMO_USER).select_related("merchant").first()
         if demo is not None:
@@ -56,7 +56,7 @@ class Command(BaseCommand):
             for i in range(count):
                 name = types[i % len(types)]
                 sample = EventType.objects.get(name=name).sample
-                Event.objects.emit(merchant, name, sample)
+                emit(merchant, name, sample)
                 bar.update(i + 1, f"{i + 1:,}/{count:,}")
             bar.close(count, f"{count:,}/{count:,}")
         login_file().write_text(f"{DEMO_USER} {password}\n")

@@ -1,0 +1,31 @@
+"""The delivery engine: creating, claiming, sending, recording and sweeping deliveries.
+
+The database owns delivery state; Redis only carries "there is work" (a pump job). Modules:
+`creating` (the one function that creates deliveries, emit, Send test, retries), `claiming`
+(fair claims within every cap), `sending` (one attempt, never raises), `recording` (outcomes
+in bulk, never raises), `breaker` (parking endpoints that never answer), `disabling` (the one
+way to disable an endpoint), `pumping` (the sender thread pool), `sweeping` (the every-second
+check), `notifying` (e-mails, as jobs of their own), `queueing` (RQ), `clock` (the database's).
+"""
+
+from deliveries.engine.creating import (
+    create_deliveries,
+    emit,
+    resend,
+    retry_failed,
+    retry_now,
+    send_now,
+    send_test,
+)
+from deliveries.engine.disabling import disable_endpoint
+
+__all__ = [
+    "create_deliveries",
+    "disable_endpoint",
+    "emit",
+    "resend",
+    "retry_failed",
+    "retry_now",
+    "send_now",
+    "send_test",
+]

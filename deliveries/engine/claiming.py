@@ -1,0 +1,395 @@
+"""Claiming: which due deliveries a worker sends next, fairly and within every cap.
+
+A claim takes only what the worker can send at once (free sender threads), so a claimed
+delivery is always in flight: nothing waits on a lease that could run out (which made a
+second worker send it again). Then:
+
+* per-endpoint caps hold across all workers and machines: the database counts what is in
+  flight (`delivering` rows), and on PostgreSQL a transaction-scoped advisory lock per endpoint
+  makes two workers' claims for one endpoint take turns (so neither counts stale rows); on
+  SQLite the count is re-checked under the machine-wide write lock;
+* claims interleave merchants and endpoints round robin, oldest waiting first, and one
+  merchant never holds more than `WEBHOOK_MERCHANT_SHARE` of a worker's threads;
+* retries never take more than `WEBHOOK_RETRY_SHARE` of the threads: first attempts always
+  find a free one;
+* an endpoint whose breaker is open is skipped (one probe once its pause ends);
+* endpoints with due work are found by a skip scan over the per-endpoint due index (one
+  probe per endpoint), so a dead endpoint's 100,000 due rows are never walked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils.dateparse import parse_datetime
+
+from deliveries import http
+from deliveries.engine.cache import ClaimCache
+from deliveries.engine.clock import db_now
+from deliveries.models import Delivery
+from endpoints.models import Endpoint
+
+ADVISORY_NAMESPACE = 0x57484B  # PostgreSQL advisory locks of endpoint claims ("WHK")
+ONE_OFF = "one-off"
+
+
+@dataclass
+class Load:
+    """What this worker already has in flight."""
+
+    threads: int
+    by_merchant: Counter[int] = field(default_factory=Counter)
+    retries: int = 0
+
+
+@dataclass
+class _Source:
+    """An endpoint with due work, or one due one-off delivery."""
+
+    merchant_id: int
+    due: datetime
+    cap: int
+    busy: int = 0
+    endpoint_id: int | None = None
+    delivery: tuple[int, int] | None = None  # (id, attempts) of a one-off delivery
+    timeout: float = http.MAX_TIMEOUT
+
+    @property
+    def room(self) -> int:
+        return self.cap - self.busy
+
+
+def claim(token: str, slots: int, load: Load, cache: ClaimCache | None = None) -> list[Delivery]:
+    """Claim up to `slots` due deliveries for one worker, to be sent at once.
+
+    Args:
+        token: this worker's claim token, written to `claimed_by`.
+        slots: free sender threads.
+        load: what this worker has in flight (for the merchant and retry shares).
+        cache: a worker's cache of events and endpoints shared by many deliveries.
+
+    Returns:
+        The claimed deliveries with event, merchant and endpoint loaded.
+    """
+    if slots <= 0:
+        return []
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            now = db_now()
+            sources = _sources(now, slots)
+            locked = _lock_endpoints([s.endpoint_id for s in sources if s.endpoint_id])
+            busy = _in_flight(locked)
+            sources = [s for s in sources if s.endpoint_id is None or s.endpoint_id in locked]
+            rows = _choose(sources, busy, slots, load, now, skip_locked=True)
+            _mark(token, rows, now)
+    else:
+        # SQLite: the reads run outside the one machine-wide write lock; only the re-count
+        # and the conditional UPDATE hold it.
+        now = db_now()
+        sources = _sources(now, slots)
+        rows = _choose(sources, {}, slots, load, now, skip_locked=False)
+        if not rows:
+            return []
+        with transaction.atomic():
+            rows = _within_caps(rows, sources)
+            _mark(token, rows, now)
+    if not rows:
+        return []
+    return (cache or ClaimCache()).load([row.id for row in rows], token)
+
+
+def claim_ids(token: str, ids: Sequence[int]) -> list[Delivery]:
+    """Claim exactly these pending deliveries, due or not (a synchronous Send test)."""
+    now = db_now()
+    rows = [
+        _Row(pk, endpoint_id, merchant_id, attempts, timeout or http.MAX_TIMEOUT)
+        for pk, endpoint_id, merchant_id, attempts, timeout in Delivery.objects.filter(
+            pk__in=ids, status=Delivery.Status.PENDING
+        ).values_list("id", "endpoint_id", "merchant_id", "attempts", "endpoint__timeout_seconds")
+    ]
+    with transaction.atomic():
+        _mark(token, rows, now, due=False)
+    return ClaimCache().load([row.id for row in rows], token) if rows else []
+
+
+def has_claimable(now: datetime | None = None) -> bool:
+    """Whether any delivery could be claimed now (the sweep's reason to kick a pump)."""
+    now = now or db_now()
+    return bool(_sources(now, 1))
+
+
+def release(token: str, ids: Sequence[int]) -> int:
+    """Give back claims that were never sent: due again at once, attempt uncounted."""
+    from django.db.models import F
+
+    return Delivery.objects.filter(
+        pk__in=ids, claimed_by=token, status=Delivery.Status.DELIVERING
+    ).update(
+        status=Delivery.Status.PENDING,
+        claimed_by="",
+        claimed_until=None,
+        attempts=F("attempts") - 1,
+    )
+
+
+def release_expired() -> int:
+    """Give back the claims of workers that died mid-send (their lease ran out)."""
+    now = db_now()
+    return Delivery.objects.filter(status=Delivery.Status.DELIVERING, claimed_until__lt=now).update(
+        status=Delivery.Status.PENDING, next_attempt_at=now, claimed_by="", claimed_until=None
+    )
+
+
+# --- finding work -------------------------------------------------------------------------
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _table(model: Any) -> str:
+    return _q(model._meta.db_table)
+
+
+def _when(value: Any) -> datetime | None:
+    """An aware datetime from a raw query: SQLite hands back text, or a naive UTC datetime."""
+    if value is None:
+        return None
+    parsed = value if isinstance(value, datetime) else parse_datetime(value)
+    if parsed is not None and parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def _param(value: datetime) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _ready_endpoints_sql() -> str:
+    # 'pending' is written out, not bound: SQLite uses a partial index only for a literal.
+    d, e = _table(Delivery), _table(Endpoint)
+    return f"""
+        WITH RECURSIVE ready(eid) AS (
+            SELECT MIN(endpoint_id) FROM {d}
+            WHERE status = 'pending' AND endpoint_id IS NOT NULL
+            UNION ALL
+            SELECT (SELECT MIN(endpoint_id) FROM {d}
+                    WHERE status = 'pending' AND endpoint_id > ready.eid)
+            FROM ready WHERE ready.eid IS NOT NULL
+        )
+        SELECT e.id, e.merchant_id, e.max_in_flight, e.timeout_seconds, e.breaker_state,
+               e.breaker_probe_at,
+               (SELECT MIN(next_attempt_at) FROM {d}
+                WHERE status = 'pending' AND endpoint_id = e.id) AS due,
+               (SELECT COUNT(*) FROM {d}
+                WHERE status = 'delivering' AND endpoint_id = e.id) AS busy
+        FROM ready JOIN {e} e ON e.id = ready.eid
+        WHERE e.is_enabled
+    """
+
+
+def _sources(now: datetime, slots: int) -> list[_Source]:
+    """Endpoints with due work and room under their cap, and due one-off deliveries."""
+    sources: list[_Source] = []
+    with connection.cursor() as cursor:
+        cursor.execute(_ready_endpoints_sql())
+        rows = cursor.fetchall()
+        for eid, merchant_id, cap, timeout, state, probe_at, due, busy in rows:
+            due, probe_at = _when(due), _when(probe_at)
+            if due is None or due > now:
+                continue
+            if state == Endpoint.BreakerState.OPEN:
+                if probe_at is not None and probe_at > now:
+                    continue  # parked: its backlog waits, holding no thread
+                cap = 1  # half-open: one probe at a time
+            if busy < cap:
+                sources.append(_Source(merchant_id, due, cap, busy, eid, timeout=float(timeout)))
+        cursor.execute(
+            f"SELECT id, merchant_id, attempts, next_attempt_at FROM {_table(Delivery)} "
+            "WHERE status = 'pending' AND endpoint_id IS NULL AND next_attempt_at <= %s "
+            "ORDER BY next_attempt_at LIMIT %s",
+            [_param(now), slots],
+        )
+        for pk, merchant_id, attempts, due in cursor.fetchall():
+            sources.append(_Source(merchant_id, _when(due) or now, 1, delivery=(pk, attempts)))
+    return sources
+
+
+def _lock_endpoints(ids: list[int]) -> set[int]:
+    """PostgreSQL: the endpoints no other worker is claiming for right now (locked till commit)."""
+    if not ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT x FROM unnest(%s::bigint[]) AS x WHERE pg_try_advisory_xact_lock(%s, x::int)",
+            [ids, ADVISORY_NAMESPACE],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _in_flight(ids: set[int] | list[int]) -> dict[int, int]:
+    """Deliveries in flight per endpoint, across every worker."""
+    if not ids:
+        return {}
+    placeholders = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT endpoint_id, COUNT(*) FROM {_table(Delivery)} "
+            f"WHERE status = 'delivering' AND endpoint_id IN ({placeholders}) "
+            "GROUP BY endpoint_id",
+            list(ids),
+        )
+        return dict(cursor.fetchall())
+
+
+# --- choosing, fairly -------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    id: int
+    endpoint_id: int | None
+    merchant_id: int
+    attempts: int
+    timeout: float
+
+
+def _share(threads: int, fraction: float) -> int:
+    return max(1, math.floor(threads * fraction))
+
+
+def _allocate(sources: list[_Source], slots: int, load: Load) -> list[tuple[_Source, int]]:
+    """Slots per source: round robin over merchants (longest waiting first), and within a
+    merchant over its endpoints, each within its room and the merchant's share of threads."""
+    share = _share(load.threads, settings.WEBHOOK_MERCHANT_SHARE)
+    by_merchant: dict[int, list[_Source]] = defaultdict(list)
+    for source in sorted(sources, key=lambda s: s.due):
+        by_merchant[source.merchant_id].append(source)
+    allowance = {m: share - load.by_merchant.get(m, 0) for m in by_merchant}
+    given: Counter[int] = Counter()  # by index into sources
+    order = {id(s): i for i, s in enumerate(sources)}
+    turn = dict.fromkeys(by_merchant, 0)
+    while slots > 0:
+        progressed = False
+        for merchant_id, own in by_merchant.items():
+            if slots <= 0:
+                break
+            if allowance[merchant_id] <= 0:
+                continue
+            for _ in range(len(own)):
+                source = own[turn[merchant_id] % len(own)]
+                turn[merchant_id] += 1
+                if given[order[id(source)]] < source.room:
+                    given[order[id(source)]] += 1
+                    allowance[merchant_id] -= 1
+                    slots -= 1
+                    progressed = True
+                    break
+        if not progressed:
+            break
+    return [(s, given[order[id(s)]]) for s in sources if given[order[id(s)]]]
+
+
+def _choose(
+    sources: list[_Source],
+    busy: dict[int, int],
+    slots: int,
+    load: Load,
+    now: datetime,
+    *,
+    skip_locked: bool,
+) -> list[_Row]:
+    """The deliveries to claim: allocated fairly, oldest first within each endpoint."""
+    for source in sources:
+        if source.endpoint_id in busy:
+            # PostgreSQL: counted again under the endpoint's lock; never more than the cap.
+            source.busy = max(source.busy, busy[source.endpoint_id])
+    sources = [s for s in sources if s.room > 0]
+    allocation = _allocate(sources, slots, load)
+    rows = _rows_for(allocation, now, skip_locked=skip_locked)
+    retry_room = _share(load.threads, settings.WEBHOOK_RETRY_SHARE) - load.retries
+    chosen = []
+    for row in rows:
+        if row.attempts > 0:
+            if retry_room <= 0:
+                continue  # reserved for first attempts
+            retry_room -= 1
+        chosen.append(row)
+    return chosen
+
+
+def _rows_for(
+    allocation: list[tuple[_Source, int]], now: datetime, *, skip_locked: bool
+) -> list[_Row]:
+    rows: list[_Row] = []
+    parts: list[str] = []
+    params: list[Any] = []
+    timeouts: dict[int, float] = {}
+    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
+    d = _table(Delivery)
+    for source, count in allocation:
+        if source.delivery is not None:
+            pk, attempts = source.delivery
+            rows.append(_Row(pk, None, source.merchant_id, attempts, http.MAX_TIMEOUT))
+            continue
+        assert source.endpoint_id is not None
+        timeouts[source.endpoint_id] = source.timeout
+        parts.append(
+            f"SELECT * FROM (SELECT id, endpoint_id, merchant_id, attempts FROM {d} "
+            "WHERE status = 'pending' AND endpoint_id = %s AND next_attempt_at <= %s "
+            f"ORDER BY next_attempt_at, id LIMIT %s{lock}) AS t{len(parts)}"
+        )
+        params += [source.endpoint_id, _param(now), count]
+    if parts:
+        with connection.cursor() as cursor:
+            cursor.execute(" UNION ALL ".join(parts), params)
+            for pk, endpoint_id, merchant_id, attempts in cursor.fetchall():
+                rows.append(_Row(pk, endpoint_id, merchant_id, attempts, timeouts[endpoint_id]))
+    return rows
+
+
+def _within_caps(rows: list[_Row], sources: list[_Source]) -> list[_Row]:
+    """SQLite, under the write lock: drop what would take an endpoint past its cap now."""
+    caps = {s.endpoint_id: s.cap for s in sources if s.endpoint_id}
+    busy = Counter(_in_flight(list({r.endpoint_id for r in rows if r.endpoint_id})))
+    kept = []
+    for row in rows:
+        if row.endpoint_id is not None:
+            if busy[row.endpoint_id] >= caps[row.endpoint_id]:
+                continue
+            busy[row.endpoint_id] += 1
+        kept.append(row)
+    return kept
+
+
+def _mark(token: str, rows: list[_Row], now: datetime, *, due: bool = True) -> None:
+    """Make the chosen rows ours if they are still pending (and still due).
+
+    The lease covers one request from now (its deadline plus a margin), by the database's
+    clock; a dead worker's claims come back after it.
+    """
+    from django.db.models import F
+
+    by_lease: dict[float, list[int]] = defaultdict(list)
+    for row in rows:
+        by_lease[row.timeout].append(row.id)
+    margin = settings.WEBHOOK_LEASE_MARGIN_SECONDS
+    for timeout, ids in by_lease.items():
+        still = Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING)
+        if due:
+            # Taken, tried and rescheduled by another worker since we looked: not due now.
+            still = still.filter(next_attempt_at__lte=now)
+        still.update(
+            status=Delivery.Status.DELIVERING,
+            claimed_by=token,
+            claimed_until=now + timedelta(seconds=timeout + margin),
+            attempts=F("attempts") + 1,
+            last_attempt_at=now,
+        )

@@ -1,0 +1,169 @@
+"""Creating deliveries: `create_deliveries` is the one function that makes them.
+
+Emit, Send test, one-off `webhook_url`s, resend and retries all come through here (resend and
+retries make existing deliveries due again through `retry_now`), so every delivery starts
+with the same columns, the database's clock as its due time, and a kick after commit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+
+from deliveries.engine.claiming import claim_ids
+from deliveries.engine.clock import now_sql
+from deliveries.engine.queueing import kick
+from deliveries.engine.recording import record
+from deliveries.engine.sending import attempt
+from deliveries.models import Delivery, Event, active_event_type
+from deliveries.sql import insert_sql
+from endpoints.ids import new_id
+from endpoints.models import Endpoint, Merchant
+
+_DELIVERY_COLUMNS = (
+    "public_id",
+    "merchant_id",
+    "event_id",
+    "endpoint_id",
+    "url",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "claimed_by",
+    "last_error",
+    "created_at",
+)
+
+Target = tuple[int | None, str]  # (endpoint id, one-off URL)
+
+
+def create_deliveries(event: Event, targets: list[Target], *, due: bool = True) -> list[str]:
+    """Store one delivery per target for an event; kick a pump after commit when due.
+
+    Args:
+        event: the stored event.
+        targets: (endpoint id, "") for an endpoint, (None, url) for a one-off URL.
+        due: False for a delivery the caller sends itself (Send test).
+
+    Returns:
+        The deliveries' public ids, in the order of `targets`.
+    """
+    if not targets:
+        return []
+    ops = connection.ops
+    created = ops.adapt_datetimefield_value(event.created_at)
+    # PostgreSQL: due by the database's clock, not the web machine's (workers compare with it).
+    db_clock = due and connection.vendor == "postgresql"
+    sql = insert_sql(
+        Delivery, _DELIVERY_COLUMNS, values={"next_attempt_at": now_sql()} if db_clock else None
+    )
+    due_at: tuple[Any, ...] = () if db_clock else (created if due else None,)
+    ids = [new_id("dlv") for _ in targets]
+    rows = [
+        (
+            public_id,
+            event.merchant_id,
+            event.pk,
+            endpoint_id,
+            url,
+            "pending",
+            0,
+            *due_at,
+            "",
+            "",
+            created,
+        )
+        for public_id, (endpoint_id, url) in zip(ids, targets, strict=True)
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+    if due:
+        transaction.on_commit(kick)
+    return ids
+
+
+def emit(merchant: Merchant, type_name: str, data: Any, *, webhook_url: str | None = None) -> Event:
+    """Store an event and one delivery per subscribed, enabled endpoint; send after commit.
+
+    The subscribers are read before the write transaction: on SQLite that transaction holds
+    the machine-wide write lock that the workers' claims and records also wait for.
+
+    Raises:
+        UnknownEventType: when no active type has that name.
+    """
+    subscribers = Endpoint.objects.subscriber_ids(merchant, active_event_type(type_name))
+    targets: list[Target] = [(pk, "") for pk in subscribers]
+    if webhook_url:
+        targets.append((None, webhook_url))
+    with transaction.atomic():
+        event = Event.objects.create_event(merchant, type_name, data, webhook_url=webhook_url)
+        create_deliveries(event, targets)
+    return event
+
+
+def send_test(endpoint: Endpoint, data: Any) -> Delivery:
+    """Send a `webhook.test` event to an endpoint now, in the calling thread.
+
+    Returns:
+        The delivery, with its outcome recorded (status, last code, attempts).
+    """
+    with transaction.atomic():
+        event = Event.objects.create_event(endpoint.merchant, "webhook.test", data)
+        (public_id,) = create_deliveries(event, [(endpoint.pk, "")], due=False)
+    delivery = Delivery.objects.get(public_id=public_id)
+    send_now(delivery)
+    return delivery
+
+
+def send_now(delivery: Delivery) -> bool:
+    """Claim, send and record one delivery in the calling thread.
+
+    Returns:
+        False when it was not pending (a worker has it, or it is finished).
+    """
+    token = new_id("now")
+    claimed = claim_ids(token, [delivery.pk])
+    if not claimed:
+        return False
+    record(token, [attempt(claimed[0])])
+    delivery.refresh_from_db()
+    return True
+
+
+def retry_now(qs: Any, *, include_succeeded: bool = False) -> int:
+    """Make deliveries due now again (manual retry, recover, resend).
+
+    A manual retry is one more attempt: the attempt count and the retry window are kept, so
+    a delivery that already exhausted its policy is not retried for 48 hours more.
+    """
+    from django.db.models import Q
+    from django.utils import timezone
+
+    statuses = [Delivery.Status.FAILED, Delivery.Status.CANCELLED]
+    if include_succeeded:
+        statuses.append(Delivery.Status.SUCCEEDED)
+    to_enabled = Q(endpoint__isnull=True) | Q(endpoint__is_enabled=True)
+    with transaction.atomic():
+        count = qs.filter(to_enabled, status__in=statuses).update(
+            status=Delivery.Status.PENDING, next_attempt_at=timezone.now(), completed_at=None
+        )
+        if count:
+            transaction.on_commit(kick)
+    return count
+
+
+def retry_failed(endpoint: Endpoint, since: datetime | None = None) -> int:
+    """Schedule every failed or cancelled delivery of an endpoint (since `since`) again."""
+    qs = Delivery.objects.filter(
+        endpoint=endpoint, status__in=[Delivery.Status.FAILED, Delivery.Status.CANCELLED]
+    )
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    return retry_now(qs)
+
+
+def resend(event: Event) -> int:
+    """Send an event again to every endpoint it went to, as new attempts."""
+    return retry_now(event.deliveries.all(), include_succeeded=True)

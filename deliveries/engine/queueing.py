@@ -1,0 +1,81 @@
+"""The RQ side of the engine: one queue, a pump job kept queued, side effects as jobs.
+
+One RQ job per HTTP request would cap a worker at RQ's per-job overhead (about 220 no-op
+jobs a second on this kind of machine). Instead `kick()` keeps at most one `pump` job queued
+per free worker, and a pump keeps a pool of requests in flight, refilling it from the
+database as requests finish, until nothing is due.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from functools import lru_cache
+from typing import Any
+
+import django_rq
+from redis.exceptions import RedisError
+from rq import Queue
+
+log = logging.getLogger(__name__)
+
+QUEUE = "default"
+PUMP_QUEUED_KEY = "webhooks:pump-queued"
+PUMP_QUEUED_TTL = 30  # seconds; a lost job only delays work until the sweep notices
+PUMP_MAX_SECONDS = 60  # a pump hands over to a fresh job now and then, so workers recycle
+SIDE_EFFECT_TIMEOUT = 120  # seconds an e-mail job may take (EMAIL_TIMEOUT bounds each send)
+
+
+@lru_cache(maxsize=1)
+def queue() -> Queue:
+    """The delivery queue, made once per process: a new Redis connection per enqueue cost more
+    than the enqueue itself (redis-py pools by connection object, and fork-safely)."""
+    return django_rq.get_queue(QUEUE)
+
+
+def kick(*, force: bool = False) -> bool:
+    """Make sure a pump job is queued; called after every commit that creates due work.
+
+    Args:
+        force: enqueue even if the marker says one is queued (the sweep, when work waits).
+
+    Returns:
+        True when a job was enqueued.
+    """
+    try:
+        q = queue()
+        if not q.connection.set(PUMP_QUEUED_KEY, "1", nx=True, ex=PUMP_QUEUED_TTL):
+            if not force:
+                return False
+            q.connection.set(PUMP_QUEUED_KEY, "1", ex=PUMP_QUEUED_TTL)
+        q.enqueue(
+            "deliveries.jobs.pump",
+            job_timeout=PUMP_MAX_SECONDS + 120,
+            result_ttl=0,
+            failure_ttl=24 * 3600,
+        )
+    except RedisError as exc:
+        # The deliveries are committed; the sweep enqueues them once Redis is back.
+        log.warning("could not enqueue delivery work (%s); the sweep will retry", exc)
+        return False
+    return True
+
+
+def pump_started() -> None:
+    """A pump took the queued job: the next kick may queue another one."""
+    with contextlib.suppress(RedisError):
+        queue().connection.delete(PUMP_QUEUED_KEY)
+
+
+def enqueue_side_effect(function: str, *args: Any) -> None:
+    """Run a side effect (an e-mail) as its own job, never on a pump's sending path.
+
+    A stalled mail server then holds one job for at most EMAIL_TIMEOUT, not a pump whose
+    claims would expire meanwhile.
+    """
+    try:
+        queue().enqueue(
+            function, *args, job_timeout=SIDE_EFFECT_TIMEOUT, result_ttl=0, failure_ttl=7 * 86400
+        )
+    except RedisError as exc:
+        log.warning("could not enqueue %s%r (%s)", function, args, exc)

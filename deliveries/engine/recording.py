@@ -1,0 +1,191 @@
+"""Recording: what happened to a batch of attempts, written with a few bulk statements.
+
+Nothing a receiver sends can fail a record: each result is made safe to store (NUL bytes and
+invalid UTF-8 in bodies and headers, absurd `Retry-After` values), and if the batch cannot be
+written as one, each result is written alone, so one bad result never costs the rest of its
+batch. `record()` never raises: a pump must outlive anything a receiver does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import connection, transaction
+
+from deliveries import observability
+from deliveries.engine import breaker
+from deliveries.engine.claiming import release
+from deliveries.engine.clock import db_now
+from deliveries.engine.disabling import auto_disable, check_failing
+from deliveries.engine.sending import AttemptResult
+from deliveries.models import ATTEMPT_COLUMNS, Delivery, DeliveryAttempt
+from deliveries.sql import insert_sql
+from endpoints.models import Endpoint
+
+log = logging.getLogger(__name__)
+
+
+def record(token: str, results: Iterable[AttemptResult]) -> None:
+    """Store the outcomes of a batch of attempts. Never raises.
+
+    Args:
+        token: the claim token the deliveries were claimed with; a delivery whose claim was
+            taken back (its endpoint disabled, its lease expired) is left as it is now.
+        results: what happened to each delivery.
+    """
+    results = list(results)
+    unsent = [r.delivery.pk for r in results if not r.sent]
+    sent = [r for r in results if r.sent]
+    try:
+        if unsent:
+            release(token, unsent)
+        if sent:
+            _record(token, sent)
+    except Exception:
+        log.exception("could not record %d attempts", len(sent))
+
+
+def _record(token: str, results: list[AttemptResult]) -> None:
+    now = db_now()
+    for result in results:
+        _apply(result, now)
+    try:
+        _write(token, results, now)
+    except Exception:
+        # One result the database refused must not cost the others: write them one by one.
+        log.exception("a batch of %d outcomes failed; writing them one by one", len(results))
+        for result in results:
+            _write_alone(token, result, now)
+    observability.observe(results)
+    _after(results, now)
+
+
+def _apply(result: AttemptResult, now: datetime) -> None:
+    """Move the delivery to its next state; an answer we cannot read is a failed attempt."""
+    delivery = result.delivery
+    try:
+        delivery.apply(result, now)
+    except Exception as exc:
+        log.exception("could not read the answer to %s", delivery.public_id)
+        result.status, result.error, result.answered = None, f"unreadable answer: {exc}", False
+        result.response_headers, result.response_body = {}, b""
+        delivery.apply(result, now)
+
+
+def _write(token: str, results: list[AttemptResult], now: datetime) -> None:
+    attempts = [r.delivery.attempt_row(r) for r in results if r.delivery.should_log(r)]
+    succeeded = {r.delivery.endpoint_id for r in results if r.ok and r.delivery.endpoint_id}
+    failed = {r.delivery.endpoint_id for r in results if not r.ok and r.delivery.endpoint_id}
+    with transaction.atomic():
+        _write_outcomes(token, [r.delivery for r in results])
+        _insert_attempts(attempts)
+        if succeeded:
+            Endpoint.objects.filter(pk__in=succeeded, failing_since__isnull=False).update(
+                failing_since=None, failure_warning_sent_at=None
+            )
+        if failed - succeeded:
+            Endpoint.objects.filter(pk__in=failed - succeeded, failing_since__isnull=True).update(
+                failing_since=now
+            )
+
+
+def _write_alone(token: str, result: AttemptResult, now: datetime) -> None:
+    try:
+        _write(token, [result], now)
+        return
+    except Exception:
+        log.exception("could not record %s; storing its outcome without the log", result.delivery)
+    # The attempt log row is what can carry the receiver's bytes; the outcome never does.
+    result.response_headers, result.response_body = {}, b""
+    result.error = (result.error or "answer could not be stored")[:500]
+    try:
+        with transaction.atomic():
+            _write_outcomes(token, [result.delivery])
+    except Exception:
+        log.exception("could not record the outcome of %s", result.delivery)
+
+
+def _after(results: list[AttemptResult], now: datetime) -> None:
+    """Breakers, 410 Gone and the auto-disable clock; each guarded, none can undo a record."""
+    try:
+        breaker.update(results, now)
+    except Exception:
+        log.exception("could not update circuit breakers")
+    gone = {r.delivery.endpoint_id for r in results if r.status == 410 and r.delivery.endpoint_id}
+    failing = (
+        {r.delivery.endpoint_id for r in results if not r.ok and r.delivery.endpoint_id}
+        - {r.delivery.endpoint_id for r in results if r.ok}
+        - gone
+    )
+    try:
+        for endpoint_id in gone:
+            auto_disable(
+                endpoint_id, Endpoint.DisabledReason.GONE, "The receiver answered 410 Gone."
+            )
+        if failing:
+            check_failing(failing, now)
+    except Exception:
+        log.exception("could not check failing endpoints")
+
+
+def _write_outcomes(token: str, deliveries: list[Delivery]) -> None:
+    """One prepared UPDATE executed for every row (executemany).
+
+    Django's bulk_update builds a CASE expression per field and row, which cost more CPU than
+    the HTTP requests themselves. The claim token in the WHERE clause leaves a row alone if it
+    was taken back meanwhile (its endpoint disabled, its lease expired and taken by another).
+    """
+    ops = connection.ops
+    qn = ops.quote_name
+    sql = (
+        f"UPDATE {qn(Delivery._meta.db_table)} SET {qn('status')} = %s, "
+        f"{qn('next_attempt_at')} = %s, {qn('claimed_by')} = '', {qn('claimed_until')} = NULL, "
+        f"{qn('last_status_code')} = %s, {qn('last_error')} = %s, {qn('last_duration_ms')} = %s, "
+        f"{qn('completed_at')} = %s WHERE {qn('id')} = %s AND {qn('claimed_by')} = %s"
+    )
+    rows = [
+        (
+            d.status,
+            ops.adapt_datetimefield_value(d.next_attempt_at),
+            d.last_status_code,
+            d.last_error,
+            d.last_duration_ms,
+            ops.adapt_datetimefield_value(d.completed_at),
+            d.pk,
+            token,
+        )
+        for d in deliveries
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def _insert_attempts(attempts: list[DeliveryAttempt]) -> None:
+    """One prepared INSERT for every attempt row (bulk_create's per-field work cost more)."""
+    if not attempts:
+        return
+    ops = connection.ops
+    meta = DeliveryAttempt._meta
+    json_fields = [meta.get_field("request_headers"), meta.get_field("response_headers")]
+    rows = [
+        (
+            a.delivery_id,
+            a.number,
+            ops.adapt_datetimefield_value(a.created_at),
+            a.url,
+            json_fields[0].get_db_prep_save(a.request_headers, connection),
+            a.request_body,
+            a.response_status,
+            json_fields[1].get_db_prep_save(a.response_headers, connection),
+            a.response_body,
+            a.response_truncated,
+            a.duration_ms,
+            a.error,
+            a.succeeded,
+        )
+        for a in attempts
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(insert_sql(DeliveryAttempt, ATTEMPT_COLUMNS), rows)

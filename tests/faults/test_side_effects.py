@@ -1,0 +1,80 @@
+"""E-mails are their own jobs with a timeout: a stalled mail server stops no delivery.
+
+Issue 13, item 6: auto-disable and warning e-mails were sent on the pump's thread with no
+EMAIL_TIMEOUT, so a mail server that accepted the connection and never answered stopped the
+worker, and its claims expired.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from deliveries import emit
+from endpoints.models import Endpoint, Merchant
+from tests.conftest import Answer, Receiver
+from tests.faults.conftest import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def stalled_smtp() -> Iterator[int]:
+    """A mail server that accepts connections and never says a word."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_it_keeps_delivering_while_the_mail_server_stalls(
+    merchant: Merchant,
+    outsider_merchant: Merchant,
+    receiver: Receiver,
+    make_endpoint: Callable[..., Endpoint],
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+    stalled_smtp: int,
+) -> None:
+    merchant.notification_email = "ops@example.com"
+    merchant.save()
+    gone = make_endpoint(receiver.url("/gone"))
+    receiver.routes["/gone"] = Answer(410, b"gone")
+    make_endpoint(receiver.url("/innocent"), merchant=outsider_merchant)
+    start_worker(EMAIL_URL=f"smtp://127.0.0.1:{stalled_smtp}", EMAIL_TIMEOUT="3")
+
+    emit(merchant, "receipts.update", {"n": 1})
+    wait_until(lambda: not Endpoint.objects.get(pk=gone.pk).is_enabled, timeout=30)
+    posted = time.time()
+    for n in range(5):
+        emit(outsider_merchant, "receipts.update", {"n": n})
+        time.sleep(0.5)
+    wait_until(
+        lambda: sum(r.path == "/innocent" for r in receiver.requests) == 5,
+        timeout=15,
+        what="the other merchant's deliveries",
+    )
+    innocent = [r for r in receiver.requests if r.path == "/innocent"]
+    assert innocent[-1].at - posted < 3 + 2.5 + 3  # at most one e-mail timeout late
