@@ -47,6 +47,9 @@ class Load:
     threads: int
     by_merchant: Counter[int] = field(default_factory=Counter)
     retries: int = 0
+    # Deliveries finished here but not yet recorded: their rows still say `delivering`, and
+    # are left out of in-flight counts (by id, so a row recorded meanwhile is not left out twice).
+    unrecorded: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -83,9 +86,9 @@ def claim(token: str, slots: int, load: Load, cache: ClaimCache | None = None) -
     if connection.vendor == "postgresql":
         with transaction.atomic():
             now = db_now()
-            sources = _sources(now, slots)
+            sources = _sources(now, slots, load.unrecorded)
             locked = _lock_endpoints([s.endpoint_id for s in sources if s.endpoint_id])
-            busy = _in_flight(locked)
+            busy = _in_flight(locked, load.unrecorded)
             sources = [s for s in sources if s.endpoint_id is None or s.endpoint_id in locked]
             rows = _choose(sources, busy, slots, load, now, skip_locked=True)
             _mark(token, rows, now)
@@ -93,12 +96,12 @@ def claim(token: str, slots: int, load: Load, cache: ClaimCache | None = None) -
         # SQLite: the reads run outside the one machine-wide write lock; only the re-count
         # and the conditional UPDATE hold it.
         now = db_now()
-        sources = _sources(now, slots)
+        sources = _sources(now, slots, load.unrecorded)
         rows = _choose(sources, {}, slots, load, now, skip_locked=False)
         if not rows:
             return []
         with transaction.atomic():
-            rows = _within_caps(rows, sources)
+            rows = _within_caps(rows, sources, load)
             _mark(token, rows, now)
     if not rows:
         return []
@@ -122,7 +125,7 @@ def claim_ids(token: str, ids: Sequence[int]) -> list[Delivery]:
 def has_claimable(now: datetime | None = None) -> bool:
     """Whether any delivery could be claimed now (the sweep's reason to kick a pump)."""
     now = now or db_now()
-    return bool(_sources(now, 1))
+    return bool(_sources(now, 1, set()))
 
 
 def release(token: str, ids: Sequence[int]) -> int:
@@ -172,9 +175,10 @@ def _param(value: datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
 
 
-def _ready_endpoints_sql() -> str:
+def _ready_endpoints_sql(excluded: int) -> str:
     # 'pending' is written out, not bound: SQLite uses a partial index only for a literal.
     d, e = _table(Delivery), _table(Endpoint)
+    not_mine = f"AND id NOT IN ({', '.join(['%s'] * excluded)})" if excluded else ""
     return f"""
         WITH RECURSIVE ready(eid) AS (
             SELECT MIN(endpoint_id) FROM {d}
@@ -189,17 +193,17 @@ def _ready_endpoints_sql() -> str:
                (SELECT MIN(next_attempt_at) FROM {d}
                 WHERE status = 'pending' AND endpoint_id = e.id) AS due,
                (SELECT COUNT(*) FROM {d}
-                WHERE status = 'delivering' AND endpoint_id = e.id) AS busy
+                WHERE status = 'delivering' AND endpoint_id = e.id {not_mine}) AS busy
         FROM ready JOIN {e} e ON e.id = ready.eid
         WHERE e.is_enabled
     """
 
 
-def _sources(now: datetime, slots: int) -> list[_Source]:
+def _sources(now: datetime, slots: int, unrecorded: set[int]) -> list[_Source]:
     """Endpoints with due work and room under their cap, and due one-off deliveries."""
     sources: list[_Source] = []
     with connection.cursor() as cursor:
-        cursor.execute(_ready_endpoints_sql())
+        cursor.execute(_ready_endpoints_sql(len(unrecorded)), list(unrecorded))
         rows = cursor.fetchall()
         for eid, merchant_id, cap, timeout, state, probe_at, due, busy in rows:
             due, probe_at = _when(due), _when(probe_at)
@@ -234,17 +238,18 @@ def _lock_endpoints(ids: list[int]) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
-def _in_flight(ids: set[int] | list[int]) -> dict[int, int]:
-    """Deliveries in flight per endpoint, across every worker."""
+def _in_flight(ids: set[int] | list[int], unrecorded: set[int]) -> dict[int, int]:
+    """Deliveries in flight per endpoint, across every worker (less this pump's finished)."""
     if not ids:
         return {}
     placeholders = ", ".join(["%s"] * len(ids))
+    not_mine = f"AND id NOT IN ({', '.join(['%s'] * len(unrecorded))}) " if unrecorded else ""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT endpoint_id, COUNT(*) FROM {_table(Delivery)} "
-            f"WHERE status = 'delivering' AND endpoint_id IN ({placeholders}) "
+            f"WHERE status = 'delivering' AND endpoint_id IN ({placeholders}) {not_mine}"
             "GROUP BY endpoint_id",
-            list(ids),
+            [*ids, *unrecorded],
         )
         return dict(cursor.fetchall())
 
@@ -355,10 +360,12 @@ def _rows_for(
     return rows
 
 
-def _within_caps(rows: list[_Row], sources: list[_Source]) -> list[_Row]:
+def _within_caps(rows: list[_Row], sources: list[_Source], load: Load) -> list[_Row]:
     """SQLite, under the write lock: drop what would take an endpoint past its cap now."""
     caps = {s.endpoint_id: s.cap for s in sources if s.endpoint_id}
-    busy = Counter(_in_flight(list({r.endpoint_id for r in rows if r.endpoint_id})))
+    busy = Counter(
+        _in_flight(list({r.endpoint_id for r in rows if r.endpoint_id}), load.unrecorded)
+    )
     kept = []
     for row in rows:
         if row.endpoint_id is not None:

@@ -2,7 +2,10 @@
 
 The main thread claims exactly as many due deliveries as it has free sender threads and
 starts them at once, so nothing it holds waits (a waiting claim could outlive its lease and be
-sent again by another worker). Finished attempts are recorded in bulk every FLUSH_EVERY.
+sent again by another worker). A recorder thread writes finished attempts in bulk meanwhile,
+so claiming never waits for recording; until a finished attempt is recorded its row still
+says `delivering`, so claims subtract this pump's own unrecorded ones from an endpoint's
+in-flight count.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from queue import Empty, SimpleQueue
 from types import FrameType
 
 from django.conf import settings
+from django.db import connection
 
 from deliveries.engine.cache import ClaimCache
 from deliveries.engine.claiming import Load, claim
@@ -30,8 +34,7 @@ from deliveries.models import Delivery
 
 log = logging.getLogger(__name__)
 
-FLUSH_EVERY = 0.05  # seconds between bulk writes of finished attempts
-FLUSH_BATCH = 200
+RECORD_EVERY = 0.02  # seconds the recorder lets results gather into one bulk write
 CLAIM_RETRY = 0.1  # seconds between claims while the last one found nothing
 CLAIM_TOPUP = 0.02  # seconds between claims for a few free threads: claims stay few
 MIN_CLAIM_FRACTION = 4  # claim at once when a quarter of the threads are free
@@ -60,6 +63,41 @@ class StopFlag:
             self._previous(signum, frame)
 
 
+class Recorder(threading.Thread):
+    """Writes finished attempts in bulk on its own thread (and its own database connection)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(name="recorder", daemon=True)
+        self.token = token
+        self.incoming: SimpleQueue[list[AttemptResult] | None] = SimpleQueue()
+        self.recorded: SimpleQueue[list[AttemptResult]] = SimpleQueue()
+
+    def run(self) -> None:
+        try:
+            closing = False
+            while not closing:
+                batch = self.incoming.get()
+                if batch is None:
+                    break
+                time.sleep(RECORD_EVERY)  # let a few more finish: one write for all of them
+                with contextlib.suppress(Empty):
+                    while True:
+                        more = self.incoming.get_nowait()
+                        if more is None:
+                            closing = True
+                            break
+                        batch.extend(more)
+                record(self.token, batch)  # never raises
+                self.recorded.put(batch)
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        """Write what is left and stop."""
+        self.incoming.put(None)
+        self.join()
+
+
 @lru_cache(maxsize=4)
 def sender_pool(threads: int) -> ThreadPoolExecutor:
     """The worker process's sender threads, kept across pump jobs (no thread start-up per job)."""
@@ -75,8 +113,7 @@ class Pump:
         self.load = Load(self.threads)
         self.in_flight = 0
         self.done: SimpleQueue[AttemptResult] = SimpleQueue()
-        self.finished: list[AttemptResult] = []
-        self.last_flush = time.monotonic()
+        self.recorder = Recorder(self.token)
         self.sent = 0
         self.peak_in_flight = 0
         self.cache = ClaimCache()
@@ -92,10 +129,11 @@ class Pump:
         stop = StopFlag()
         stop.install()
         deadline = time.monotonic() + max_seconds
+        self.recorder.start()
         try:
             self._loop(sender_pool(self.threads), stop, deadline)
         finally:
-            self.flush()
+            self.recorder.close()
             stop.uninstall()
         if time.monotonic() >= deadline or stop.requested:
             kick(force=True)  # there may be more: let another job (or worker) carry on
@@ -109,6 +147,7 @@ class Pump:
             claiming = not stop.requested and now < deadline
             free = self.threads - self.in_flight
             if claiming and free > 0 and (now >= next_claim or not self.in_flight):
+                self.forget_recorded()
                 got = self.claim(pool, free)
                 exhausted = got == 0
                 if exhausted:
@@ -121,10 +160,7 @@ class Pump:
                 if exhausted or not claiming:
                     return
                 continue
-            self.collect(timeout=min(FLUSH_EVERY, CLAIM_RETRY))
-            waited = time.monotonic() - self.last_flush
-            if self.finished and (len(self.finished) >= FLUSH_BATCH or waited >= FLUSH_EVERY):
-                self.flush()
+            self.collect(timeout=CLAIM_TOPUP if free else CLAIM_RETRY)
 
     def claim(self, pool: ThreadPoolExecutor, free: int) -> int:
         """Claim up to `free` deliveries and start each on a sender thread at once."""
@@ -160,17 +196,19 @@ class Pump:
                 results.append(self.done.get_nowait())
         for result in results:
             delivery = result.delivery
+            self.load.unrecorded.add(delivery.pk)
             self.in_flight -= 1
             self.load.by_merchant[delivery.merchant_id] -= 1
             if self.load.by_merchant[delivery.merchant_id] <= 0:
                 del self.load.by_merchant[delivery.merchant_id]
             if delivery.attempts > 1:
                 self.load.retries -= 1
-            self.finished.append(result)
+        self.recorder.incoming.put(results)
         self.sent += sum(1 for r in results if r.sent)
 
-    def flush(self) -> None:
-        if self.finished:
-            record(self.token, self.finished)
-            self.finished = []
-        self.last_flush = time.monotonic()
+    def forget_recorded(self) -> None:
+        """What the recorder wrote is no longer counted as this pump's unrecorded work."""
+        with contextlib.suppress(Empty):
+            while True:
+                for result in self.recorder.recorded.get_nowait():
+                    self.load.unrecorded.discard(result.delivery.pk)

@@ -89,6 +89,8 @@ def _write(token: str, results: list[AttemptResult], now: datetime) -> None:
             Endpoint.objects.filter(pk__in=failed - succeeded, failing_since__isnull=True).update(
                 failing_since=now
             )
+        # In the same transaction: on SQLite a write outside one waits in the busy handler.
+        breaker.update(results, now)
 
 
 def _write_alone(token: str, result: AttemptResult, now: datetime) -> None:
@@ -108,11 +110,7 @@ def _write_alone(token: str, result: AttemptResult, now: datetime) -> None:
 
 
 def _after(results: list[AttemptResult], now: datetime) -> None:
-    """Breakers, 410 Gone and the auto-disable clock; each guarded, none can undo a record."""
-    try:
-        breaker.update(results, now)
-    except Exception:
-        log.exception("could not update circuit breakers")
+    """410 Gone and the auto-disable clock; guarded, they cannot undo a record."""
     gone = {r.delivery.endpoint_id for r in results if r.status == 410 and r.delivery.endpoint_id}
     failing = (
         {r.delivery.endpoint_id for r in results if not r.ok and r.delivery.endpoint_id}

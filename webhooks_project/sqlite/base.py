@@ -23,8 +23,8 @@ from typing import Any
 from django.db import OperationalError
 from django.db.backends.sqlite3 import base
 
-_FIRST_WAIT = 0.0002  # seconds between tries for a busy lock, doubling up to _LONGEST_WAIT
-_LONGEST_WAIT = 0.005
+_FIRST_WAIT = 0.0001  # seconds between tries for a busy lock, doubling up to _LONGEST_WAIT
+_LONGEST_WAIT = 0.002
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
