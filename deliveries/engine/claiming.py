@@ -20,7 +20,7 @@ second worker send it again). Then:
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +28,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils.dateparse import parse_datetime
 
 from deliveries import http
@@ -63,6 +64,7 @@ class _Source:
     endpoint_id: int | None = None
     delivery: tuple[int, int] | None = None  # (id, attempts) of a one-off delivery
     timeout: float = http.MAX_TIMEOUT
+    given: int = 0  # slots handed to it by this claim
 
     @property
     def room(self) -> int:
@@ -130,8 +132,6 @@ def has_claimable(now: datetime | None = None) -> bool:
 
 def release(token: str, ids: Sequence[int]) -> int:
     """Give back claims that were never sent: due again at once, attempt uncounted."""
-    from django.db.models import F
-
     return Delivery.objects.filter(
         pk__in=ids, claimed_by=token, status=Delivery.Status.DELIVERING
     ).update(
@@ -214,7 +214,9 @@ def _sources(now: datetime, slots: int, unrecorded: set[int]) -> list[_Source]:
                     continue  # parked: its backlog waits, holding no thread
                 cap = 1  # half-open: one probe at a time
             if busy < cap:
-                sources.append(_Source(merchant_id, due, cap, busy, eid, timeout=float(timeout)))
+                sources.append(
+                    _Source(merchant_id, due, cap, busy, endpoint_id=eid, timeout=float(timeout))
+                )
         cursor.execute(
             f"SELECT id, merchant_id, attempts, next_attempt_at FROM {_table(Delivery)} "
             "WHERE status = 'pending' AND endpoint_id IS NULL AND next_attempt_at <= %s "
@@ -270,36 +272,29 @@ def _share(threads: int, fraction: float) -> int:
     return max(1, math.floor(threads * fraction))
 
 
-def _allocate(sources: list[_Source], slots: int, load: Load) -> list[tuple[_Source, int]]:
-    """Slots per source: round robin over merchants (longest waiting first), and within a
-    merchant over its endpoints, each within its room and the merchant's share of threads."""
+def _allocate(sources: list[_Source], slots: int, load: Load) -> list[_Source]:
+    """Hand out slots round robin over merchants (longest waiting first) and, within each
+    merchant, over its endpoints; each source within its room, each merchant within its share
+    of the threads. Sets each source's `given`."""
     share = _share(load.threads, settings.WEBHOOK_MERCHANT_SHARE)
-    by_merchant: dict[int, list[_Source]] = defaultdict(list)
+    queues: dict[int, deque[_Source]] = defaultdict(deque)
     for source in sorted(sources, key=lambda s: s.due):
-        by_merchant[source.merchant_id].append(source)
-    allowance = {m: share - load.by_merchant.get(m, 0) for m in by_merchant}
-    given: Counter[int] = Counter()  # by index into sources
-    order = {id(s): i for i, s in enumerate(sources)}
-    turn = dict.fromkeys(by_merchant, 0)
-    while slots > 0:
-        progressed = False
-        for merchant_id, own in by_merchant.items():
+        queues[source.merchant_id].append(source)
+    allowance = {m: share - load.by_merchant.get(m, 0) for m in queues}
+    while slots > 0 and queues:
+        for merchant_id in list(queues):
+            own = queues[merchant_id]
             if slots <= 0:
                 break
-            if allowance[merchant_id] <= 0:
-                continue
-            for _ in range(len(own)):
-                source = own[turn[merchant_id] % len(own)]
-                turn[merchant_id] += 1
-                if given[order[id(source)]] < source.room:
-                    given[order[id(source)]] += 1
-                    allowance[merchant_id] -= 1
-                    slots -= 1
-                    progressed = True
-                    break
-        if not progressed:
-            break
-    return [(s, given[order[id(s)]]) for s in sources if given[order[id(s)]]]
+            source = own.popleft()
+            source.given += 1
+            allowance[merchant_id] -= 1
+            slots -= 1
+            if source.given < source.room:
+                own.append(source)  # to the back: the merchant's next endpoint goes next
+            if not own or allowance[merchant_id] <= 0:
+                del queues[merchant_id]
+    return [s for s in sources if s.given]
 
 
 def _choose(
@@ -316,8 +311,7 @@ def _choose(
         if source.endpoint_id in busy:
             # PostgreSQL: counted again under the endpoint's lock; never more than the cap.
             source.busy = max(source.busy, busy[source.endpoint_id])
-    sources = [s for s in sources if s.room > 0]
-    allocation = _allocate(sources, slots, load)
+    allocation = _allocate([s for s in sources if s.room > 0], slots, load)
     rows = _rows_for(allocation, now, skip_locked=skip_locked)
     retry_room = _share(load.threads, settings.WEBHOOK_RETRY_SHARE) - load.retries
     chosen = []
@@ -330,16 +324,15 @@ def _choose(
     return chosen
 
 
-def _rows_for(
-    allocation: list[tuple[_Source, int]], now: datetime, *, skip_locked: bool
-) -> list[_Row]:
+def _rows_for(allocation: list[_Source], now: datetime, *, skip_locked: bool) -> list[_Row]:
+    """The oldest due rows of each source, as many as it was given (one query for all)."""
     rows: list[_Row] = []
     parts: list[str] = []
     params: list[Any] = []
     timeouts: dict[int, float] = {}
     lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
     d = _table(Delivery)
-    for source, count in allocation:
+    for source in allocation:
         if source.delivery is not None:
             pk, attempts = source.delivery
             rows.append(_Row(pk, None, source.merchant_id, attempts, http.MAX_TIMEOUT))
@@ -351,7 +344,7 @@ def _rows_for(
             "WHERE status = 'pending' AND endpoint_id = %s AND next_attempt_at <= %s "
             f"ORDER BY next_attempt_at, id LIMIT %s{lock}) AS t{len(parts)}"
         )
-        params += [source.endpoint_id, _param(now), count]
+        params += [source.endpoint_id, _param(now), source.given]
     if parts:
         with connection.cursor() as cursor:
             cursor.execute(" UNION ALL ".join(parts), params)
@@ -382,8 +375,6 @@ def _mark(token: str, rows: list[_Row], now: datetime, *, due: bool = True) -> N
     The lease covers one request from now (its deadline plus a margin), by the database's
     clock; a dead worker's claims come back after it.
     """
-    from django.db.models import F
-
     by_lease: dict[float, list[int]] = defaultdict(list)
     for row in rows:
         by_lease[row.timeout].append(row.id)
