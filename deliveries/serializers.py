@@ -52,6 +52,15 @@ class EventInput(serializers.Serializer):
             ) from None
         return value
 
+    def validate_data(self, value: Any) -> Any:
+        # PostgreSQL's jsonb cannot store U+0000: refused here for every database, so an
+        # event the API accepts is always one it can store.
+        if contains_nul(value):
+            raise serializers.ValidationError(
+                "Must not contain the NUL character (\\u0000) in any string or key."
+            )
+        return value
+
     def validate_webhook_url(self, value: str) -> str:
         if value:
             try:
@@ -59,6 +68,22 @@ class EventInput(serializers.Serializer):
             except DjangoValidationError as exc:
                 raise serializers.ValidationError(exc.messages) from None
         return value
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether any string or key inside a JSON value holds U+0000."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 class DeliveryOutput(serializers.Serializer):
