@@ -85,7 +85,8 @@ class EndpointAdmin(admin.ModelAdmin):
     ]
     list_filter = ["is_enabled", "disabled_reason", "merchant", "category", "log_mode"]
     list_select_related = ["merchant", "category"]
-    search_fields = ["url", "description", "public_id", "merchant__name", "merchant__public_id"]
+    # Not the URL: searching inside it would tell whether a guessed password is in it.
+    search_fields = ["description", "public_id", "merchant__name", "merchant__public_id"]
     filter_horizontal = ["event_types"]
     readonly_fields = [
         "public_id",
