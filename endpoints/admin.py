@@ -42,6 +42,10 @@ class MerchantAdmin(admin.ModelAdmin):
             field.help_text = (
                 f"Days to keep delivery logs; empty means the default ({settings.RETENTION_DAYS})."
             )
+        if db_field.name.startswith("max_") and field is not None:
+            # Staff raise a merchant's limits here; showing the default says what empty means.
+            default = getattr(settings, f"MERCHANT_{db_field.name.upper()}")
+            field.help_text = f"{db_field.help_text.split(';')[0]}; empty means {default}."
         return field
 
     search_fields = ["name", "public_id"]

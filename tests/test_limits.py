@@ -132,6 +132,7 @@ def test_it_lets_staff_raise_a_merchants_limit_in_the_admin(
 
     page = staff_client.get(f"/admin/endpoints/merchant/{merchant.pk}/change/")
     assert b"max_webhooks" in page.content and b"max_one_off_per_hour" in page.content
+    assert b"Webhooks at most; empty means 2." in page.content
     saved = staff_client.post(
         f"/admin/endpoints/merchant/{merchant.pk}/change/",
         {
