@@ -69,6 +69,7 @@ def send_test(endpoint: Endpoint, type_name: str = "") -> Delivery:
 
     Raises:
         NoEventYet: the merchant has no event of that type.
+        NotAllowedHere: the URL is on a port this server may not send to (`make run`).
     """
     try:
         check_allowed_port(endpoint.url)
