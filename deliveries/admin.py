@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from deliveries import engine
+from deliveries.http import mask_url
 from deliveries.models import Delivery, DeliveryAttempt, Event
 
 
@@ -59,7 +60,7 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = [
         "public_id",
         "event",
-        "endpoint",
+        "target",
         "merchant",
         "status",
         "attempts",
@@ -69,11 +70,18 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     ]
     list_filter = ["status", "merchant", "event__event_type", "last_status_code"]
     list_select_related = ["event__event_type", "endpoint", "merchant"]
-    search_fields = ["public_id", "event__public_id", "endpoint__public_id", "endpoint__url"]
+    # Never the URL: searching inside it would answer whether a password is in it.
+    search_fields = ["public_id", "event__public_id", "endpoint__public_id"]
     show_full_result_count = False
     inlines = [AttemptInline]
-    exclude = ["claimed_by"]
+    # A one-off URL may carry user:password@; staff see it masked (`target`), like endpoints.
+    exclude = ["claimed_by", "url"]
+    readonly_fields = ["target"]
     actions = ["retry_deliveries"]
+
+    @admin.display(description="Sent to")
+    def target(self, obj: Delivery) -> str:
+        return mask_url(obj.target_url)
 
     @admin.action(description="Retry selected failed deliveries")
     def retry_deliveries(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:

@@ -25,6 +25,7 @@ from deliveries.serializers import (
     EventOutput,
     EventTypeOutput,
 )
+from endpoints import limits
 from endpoints.models import EventType
 from webhooks_project.api import (
     ApiError,
@@ -138,6 +139,8 @@ def _emit(request: Request) -> Response:
     form = EventInput(data=request.data)
     form.is_valid(raise_exception=True)
     data = form.validated_data
+    if data.get("webhook_url"):
+        _count_one_off(request)
     try:
         event = emit(
             merchant_of(request), data["type"], data["data"], webhook_url=data.get("webhook_url")
@@ -145,6 +148,16 @@ def _emit(request: Request) -> Response:
     except UnknownEventType as exc:
         raise ApiError(400, "invalid_request", str(exc), {"type": str(exc)}) from None
     return accepted({"event": EventOutput(event).data})
+
+
+def _count_one_off(request: Request) -> None:
+    try:
+        limits.count_one_off(merchant_of(request))
+    except limits.LimitReached as exc:
+        fields = {"webhook_url": str(exc)}
+        raise ApiError(
+            429, "limit_reached", str(exc), fields, retry_after=exc.retry_after
+        ) from None
 
 
 @extend_schema(

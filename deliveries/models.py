@@ -37,6 +37,26 @@ class UnknownEventType(ValueError):
     pass
 
 
+class InvalidEventData(ValueError):
+    """Data no database can store as JSON (PostgreSQL refuses U+0000 in jsonb)."""
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether any string or key inside a JSON value holds U+0000."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 def _event_id() -> str:
     return new_id("evt")
 
@@ -59,7 +79,10 @@ class EventQuerySet(models.QuerySet["Event"]):
 
         Raises:
             UnknownEventType: when no active type has that name.
+            InvalidEventData: when a string or key in `data` holds U+0000.
         """
+        if contains_nul(data):
+            raise InvalidEventData("Event data must not contain the NUL character (U+0000).")
         event = Event(
             merchant=merchant,
             event_type=active_event_type(type_name),

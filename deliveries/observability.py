@@ -28,7 +28,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 if TYPE_CHECKING:
-    from deliveries.models import AttemptResult
+    from deliveries.engine.sending import AttemptResult
     from endpoints.models import Endpoint
 
 attempt_log = logging.getLogger("webhooks.attempts")
@@ -90,7 +90,8 @@ def bucket_label(le: float) -> str:
 def observe(results: Sequence[AttemptResult]) -> None:
     """Log and count a batch of recorded attempts. Never raises.
 
-    Call after `Delivery.objects.record()`, so each delivery's status is its new one.
+    Called by `deliveries.engine.recording.record()` after its write, so each delivery's
+    status is its new one.
 
     Args:
         results: the attempts just recorded.

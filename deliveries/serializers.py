@@ -16,6 +16,7 @@ from deliveries.models import (
     DeliveryAttempt,
     UnknownEventType,
     active_event_type,
+    contains_nul,
 )
 from endpoints.models import EventType
 from endpoints.validators import validate_webhook_url
@@ -50,6 +51,15 @@ class EventInput(serializers.Serializer):
             raise serializers.ValidationError(
                 f"Unknown event type {value!r}. See GET /api/v1/event-types."
             ) from None
+        return value
+
+    def validate_data(self, value: Any) -> Any:
+        # PostgreSQL's jsonb cannot store U+0000: refused here for every database, so an
+        # event the API accepts is always one it can store.
+        if contains_nul(value):
+            raise serializers.ValidationError(
+                "Must not contain the NUL character (\\u0000) in any string or key."
+            )
         return value
 
     def validate_webhook_url(self, value: str) -> str:

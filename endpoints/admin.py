@@ -42,6 +42,10 @@ class MerchantAdmin(admin.ModelAdmin):
             field.help_text = (
                 f"Days to keep delivery logs; empty means the default ({settings.RETENTION_DAYS})."
             )
+        if db_field.name.startswith("max_") and field is not None:
+            # Staff raise a merchant's limits here; showing the default says what empty means.
+            default = getattr(settings, f"MERCHANT_{db_field.name.upper()}")
+            field.help_text = f"{db_field.help_text.split(';')[0]}; empty means {default}."
         return field
 
     search_fields = ["name", "public_id"]
@@ -93,7 +97,8 @@ class EndpointAdmin(admin.ModelAdmin):
         "log_mode",
     ]
     list_select_related = ["merchant", "category"]
-    search_fields = ["url", "description", "public_id", "merchant__name", "merchant__public_id"]
+    # Not the URL: searching inside it would tell whether a guessed password is in it.
+    search_fields = ["description", "public_id", "merchant__name", "merchant__public_id"]
     filter_horizontal = ["event_types"]
     readonly_fields = [
         "public_id",

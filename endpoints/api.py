@@ -10,14 +10,21 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, parser_classes
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from endpoints import samples
+from endpoints import limits, outbound, samples
 from endpoints.models import Endpoint
 from endpoints.serializers import RecoverInput, WebhookInput, WebhookOutput
-from webhooks_project.api import ApiError, accepted, merchant_of, page_params
+from webhooks_project.api import (
+    ApiError,
+    JSONParser,
+    accepted,
+    busy_error,
+    merchant_of,
+    page_params,
+)
 
 WebhookEnvelope = inline_serializer("WebhookEnvelope", {"webhook": WebhookOutput()})
 WebhookList = inline_serializer(
@@ -51,7 +58,11 @@ def _get_endpoint_for_key(request: Request, public_id: str) -> Endpoint:
 
 def _one(endpoint: Endpoint, *, reveal_secret: bool = False, code: int = 200) -> Response:
     context = {"reveal_secret": reveal_secret}
-    return Response({"webhook": WebhookOutput(endpoint, context=context).data}, status=code)
+    response = Response({"webhook": WebhookOutput(endpoint, context=context).data}, status=code)
+    if reveal_secret:
+        # The full secret: no browser, proxy or client cache may keep a copy.
+        response["Cache-Control"] = "no-store"
+    return response
 
 
 @extend_schema(
@@ -95,7 +106,12 @@ def webhook_alias(request: Request) -> Response:
 def _create(request: Request) -> Response:
     form = WebhookInput(data=request.data)
     form.is_valid(raise_exception=True)
-    endpoint = form.create_for(merchant_of(request))
+    merchant = merchant_of(request)
+    try:
+        with limits.adding(merchant, "webhooks"):
+            endpoint = form.create_for(merchant)
+    except limits.LimitReached as exc:
+        raise ApiError(403, "limit_reached", str(exc)) from None
     return _one(endpoint, reveal_secret=True, code=status.HTTP_201_CREATED)
 
 
@@ -169,9 +185,14 @@ def webhook_test(request: Request, public_id: str) -> Response:
     form.is_valid(raise_exception=True)
     type_name = form.validated_data.get("event_type", "")
     try:
-        delivery = samples.send_test(endpoint, type_name)
+        with outbound.merchant_slot(endpoint.merchant):
+            delivery = samples.send_test(endpoint, type_name)
+    except samples.NotAllowedHere as exc:
+        raise ApiError(400, "invalid_request", str(exc), {"payload_url": str(exc)}) from None
     except samples.NoEventYet as exc:
         raise ApiError(400, "invalid_request", str(exc), {"event_type": str(exc)}) from None
+    except outbound.Busy as exc:
+        raise busy_error(exc) from None
     attempt = delivery.attempt_log.first()
     return Response(
         {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 from django.db.models import QuerySet
@@ -45,15 +46,38 @@ def _password_span(url: str) -> tuple[int, int] | None:
     return None if colon == -1 else (colon + 1, at)
 
 
+class PasswordForAnotherHost(ValueError):
+    """The URL keeps the masked password but points somewhere else."""
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """Scheme, host and port (the default one filled in), or None when unparseable."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
 def unmask_url(submitted: str, current: str) -> str:
     """Put the stored password back where the form shows it masked.
 
     The edit form never sends a basic-auth password to the browser, so a URL that comes
-    back with the mask in the password position keeps the password it had.
+    back with the mask in the password position keeps the password it had, but only for
+    the same scheme, host and port: the password must never go to another server.
+
+    Raises:
+        PasswordForAnotherHost: the mask is left in a URL whose address changed.
     """
     span, old = _password_span(submitted), _password_span(current)
     if span is None or old is None or submitted[span[0] : span[1]] != PASSWORD_MASK:
         return submitted
+    if _origin(submitted) != _origin(current):
+        raise PasswordForAnotherHost(
+            "The address changed, so the saved password is not kept: type the password "
+            "again (or remove user:****@)."
+        )
     return submitted[: span[0]] + current[old[0] : old[1]] + submitted[span[1] :]
 
 
@@ -77,7 +101,10 @@ class SignedTargetForm(forms.ModelForm):
     def clean_url(self) -> str:
         url = self.cleaned_data["url"].strip()
         if self.instance.pk:
-            url = unmask_url(url, self.instance.url)
+            try:
+                url = unmask_url(url, self.instance.url)
+            except PasswordForAnotherHost as exc:
+                raise forms.ValidationError(str(exc), code="password_for_another_host") from None
         validate_webhook_url(url)
         return url
 

@@ -12,15 +12,22 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from deliveries import signing
-from endpoints.models import Endpoint, Inspector, InspectorRequest
+from endpoints.models import Inspector, InspectorRequest
 
 MAX_BODY_BYTES = 256 * 1024
+# Headers are stored too (as JSON), so they count: a request may bring up to 100 headers of
+# 8 KiB each through gunicorn, which would otherwise be 800 KiB per stored request.
+MAX_HEADER_BYTES = 16 * 1024
+# The signature check tries this many enabled webhooks pointing at the inspector, at most:
+# it runs on every unauthenticated request, so its cost must not grow with the merchant.
+MAX_SIGNATURE_CANDIDATES = 5
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 # Shown as "Basic ****": the merchant sees that credentials arrived, never what they are.
 _MASKED_HEADERS = {"authorization", "proxy-authorization", "cookie"}
-# A slow answer holds a web server thread for up to 35 s. Two at a time per process leave
-# most of a web process's threads (gunicorn runs 4 in the Procfile) to everyone else, however
-# many requests a slow inspector gets; the rest are answered 503 at once.
+# A slow answer holds a web server thread for up to INSPECTOR_SLOW_MAX_SECONDS (a few
+# seconds). Two at a time per process leave most of a web process's threads (gunicorn runs 4
+# in the Procfile) to everyone else, however many requests a slow inspector gets; the rest are
+# answered 503 at once.
 SLOW_SLOTS = 2
 _SLOW_SLOTS = threading.BoundedSemaphore(SLOW_SLOTS)
 
@@ -60,18 +67,30 @@ def capture(
     signature, detail = check_signature(inspector, lowered, body)
     stored = InspectorRequest.objects.create(
         inspector=inspector,
-        method=method[:16],
-        path=path[:2048],
-        headers={name: _masked(name, value) for name, value in lowered.items()},
-        body=body.decode("utf-8", errors="replace"),
+        method=_storable(method[:16]),
+        path=_storable(path[:2048]),
+        headers={
+            _storable(name): _storable(_masked(name, value)) for name, value in lowered.items()
+        },
+        body=_storable(body.decode("utf-8", errors="replace")),
         size=len(body),
-        source=source[:64],
+        source=_storable(source[:64]),
         answered=inspector.answer,
         signature=signature,
         signature_detail=detail[:300],
     )
     _keep_latest(inspector)
     return stored
+
+
+def header_bytes(headers: Mapping[str, str]) -> int:
+    """Roughly what the headers take once stored: their names and values, UTF-8 encoded."""
+    return sum(len(name.encode()) + len(value.encode()) for name, value in headers.items())
+
+
+def _storable(text: str) -> str:
+    # PostgreSQL's text and jsonb cannot hold NUL; U+FFFD shows the merchant where it was.
+    return text.replace("\x00", "\ufffd")
 
 
 def _keep_latest(inspector: Inspector) -> None:
@@ -96,8 +115,9 @@ def check_signature(
 ) -> tuple[str, str]:
     """Whether the Standard Webhooks headers verify with a secret of the merchant.
 
-    The webhooks pointing at this inspector are tried first, then the merchant's other
-    webhooks, then the merchant's secret for one-off URLs.
+    Only the merchant's enabled webhooks pointing at this inspector are tried (a few at
+    most), then the merchant's secret for one-off URLs: the check runs for anyone who has the
+    URL, so it costs the same however many webhooks the merchant has.
 
     Returns:
         An `InspectorRequest.Signature` value and a sentence saying why.
@@ -114,17 +134,15 @@ def check_signature(
             return InspectorRequest.Signature.VALID, f"Verified with the secret of {label}."
     return (
         InspectorRequest.Signature.INVALID,
-        "No secret of your webhooks verifies it: the body, the webhook-id or the "
-        "webhook-timestamp differ from what was signed, or another secret signed it.",
+        "No secret of your enabled webhooks pointing here verifies it: the body, the "
+        "webhook-id or the webhook-timestamp differ from what was signed, or another secret "
+        "signed it.",
     )
 
 
 def _candidate_secrets(inspector: Inspector) -> Iterator[tuple[str, str]]:
-    pointing = list(inspector.pointing_endpoints())
-    others = Endpoint.objects.for_merchant(inspector.merchant).exclude(
-        pk__in=[e.pk for e in pointing]
-    )
-    for endpoint in [*pointing, *others]:
+    pointing = inspector.pointing_endpoints().filter(is_enabled=True).order_by("-id")
+    for endpoint in pointing[:MAX_SIGNATURE_CANDIDATES]:
         for secret in endpoint.signing_secrets():
             yield f"webhook {endpoint.public_id}", secret
     yield "your account (one-off webhook URLs)", inspector.merchant.webhook_secret
@@ -138,7 +156,7 @@ def reply(inspector: Inspector) -> Reply:
     if answer == Inspector.Answer.GONE:
         return Reply(410, {"error": "The inspector is set to answer 410 Gone."})
     if answer == Inspector.Answer.SLOW:
-        delay = min(inspector.slow_seconds, Inspector.MAX_SLOW_SECONDS)
+        delay = inspector.slow_delay
         return Reply(200, {"received": True, "slow": delay}, delay=float(delay))
     return Reply(200, {"received": True})
 

@@ -98,6 +98,14 @@ def _answer(response: http.HttpResult) -> Outcome:
             message=f"The loyalty app's answer is larger than {http.MAX_RESPONSE_BYTES // 1024} "
             "KiB.",
         )
+    if not 100 <= response.status <= 599:
+        # HTTP allows three digits, but we cannot answer the POS with such a status.
+        return Outcome(
+            502,
+            error_code="loyalty_app_bad_answer",
+            message=f"The loyalty app answered with status {response.status}, which is not "
+            "an HTTP status we can pass on.",
+        )
     if response.status == 204 and not response.body:
         return Outcome(204)
     try:
@@ -120,4 +128,5 @@ def _should_log(mode: str, succeeded: bool) -> bool:
 
 
 def _text(body: bytes) -> str:
-    return body[:MAX_LOGGED_BODY].decode("utf-8", errors="replace")
+    # PostgreSQL's text cannot hold NUL: shown as U+FFFD in the call log.
+    return body[:MAX_LOGGED_BODY].decode("utf-8", errors="replace").replace("\x00", "\ufffd")

@@ -13,11 +13,12 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.decorators import api_view, parser_classes
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 
+from endpoints import outbound
 from endpoints.models import LoyaltyAction, LoyaltyApp
-from webhooks_project.api import ApiError, PayloadTooLarge, merchant_of
+from endpoints.validators import check_allowed_port
+from webhooks_project.api import ApiError, JSONParser, PayloadTooLarge, busy_error, merchant_of
 from webhooks_project.api_schema import ERROR_SCHEMA
 
 # Shapes the DealPOS guide implies; the app defines its own, we forward any JSON object.
@@ -72,7 +73,15 @@ def _json_object_body(request: Request) -> bytes:
 def _call(request: Request, action: LoyaltyAction) -> HttpResponse:
     app = _get_app_for_key(request, action)
     body = _json_object_body(request)
-    outcome = app.call(action, body)
+    try:
+        check_allowed_port(app.url)
+    except ValueError as exc:
+        raise ApiError(502, "loyalty_app_unreachable", f"Not sent: {exc}") from None
+    try:
+        with outbound.merchant_slot(app.merchant):
+            outcome = app.call(action, body)
+    except outbound.Busy as exc:
+        raise busy_error(exc) from None
     if not outcome.ok:
         raise ApiError(outcome.status, outcome.error_code, outcome.message)
     if outcome.status == 204:

@@ -47,7 +47,24 @@ class Merchant(models.Model):
     retention_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="Days to keep delivery logs; empty means the default."
     )
+    # Per-merchant limits that staff may raise; empty means the MERCHANT_MAX_* setting.
+    max_webhooks = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Webhooks at most; empty means the default."
+    )
+    max_api_keys = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Active API keys at most; empty means the default."
+    )
+    max_inspectors = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Request inspectors at most; empty means the default."
+    )
+    max_one_off_per_hour = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Events with a one-off webhook_url per hour; empty means the default.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    LIMITS = ("webhooks", "api_keys", "inspectors", "one_off_per_hour")
 
     class Meta:
         ordering = ["name"]
@@ -70,6 +87,11 @@ class Merchant(models.Model):
             )
             self.event_sequence = cursor.fetchone()[0]
         return self.event_sequence
+
+    def limit(self, name: str) -> int:
+        """A limit of `LIMITS`: this merchant's own value, or else the setting's default."""
+        own = getattr(self, f"max_{name}")
+        return own if own is not None else getattr(settings, f"MERCHANT_MAX_{name.upper()}")
 
     def notification_recipients(self) -> list[str]:
         if self.notification_email:
@@ -498,7 +520,6 @@ class Inspector(models.Model):
 
     MAX_SLOW_SECONDS = 35  # past our 30-second deadline, so a sender times out first
     KEEP_REQUESTS = 100
-    MAX_PER_MERCHANT = 20
 
     public_id = models.CharField(max_length=40, unique=True, default=_inspector_id, editable=False)
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="inspectors")
@@ -523,6 +544,11 @@ class Inspector(models.Model):
         from django.urls import reverse
 
         return reverse("catch", args=[self.token])
+
+    @property
+    def slow_delay(self) -> int:
+        """Seconds the slow answer really waits: capped so no web thread is held for long."""
+        return min(self.slow_seconds, settings.INSPECTOR_SLOW_MAX_SECONDS)
 
     def pointing_endpoints(self) -> EndpointQuerySet:
         """The merchant's webhooks whose URL is this inspector's."""

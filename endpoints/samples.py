@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from django.db.models import QuerySet
 
 from endpoints.models import Endpoint, EventType, Merchant
+from endpoints.validators import check_allowed_port
 
 if TYPE_CHECKING:
     from deliveries.models import Delivery, Event
@@ -18,6 +19,10 @@ SAMPLE_CREATED_AT = "2025-06-30T12:54:31.000Z"
 
 class NoEventYet(ValueError):
     """The merchant has no event of the chosen type to send as a test."""
+
+
+class NotAllowedHere(NoEventYet):
+    """The webhook's URL may not be sent to from here (WEBHOOK_ALLOWED_PORTS)."""
 
 
 def sample_body(event_type: EventType, merchant: Merchant | None = None) -> str:
@@ -64,7 +69,12 @@ def send_test(endpoint: Endpoint, type_name: str = "") -> Delivery:
 
     Raises:
         NoEventYet: the merchant has no event of that type.
+        NotAllowedHere: the URL is on a port this server may not send to (`make run`).
     """
+    try:
+        check_allowed_port(endpoint.url)
+    except ValueError as exc:
+        raise NotAllowedHere(f"Not sent: {exc}") from None
     if not type_name:
         return endpoint.send_test()
     event = latest_event(endpoint.merchant, type_name)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
 from deliveries.http import MAX_URL_LENGTH
+from endpoints import limits
 from endpoints.forms import ChoiceWithHelp, SignedTargetForm
 from endpoints.models import Endpoint, Inspector, LoyaltyApp
 
@@ -38,11 +40,10 @@ class InspectorForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         # Each inspector keeps up to 100 bodies of 256 KiB: a cap on inspectors bounds the
         # storage one merchant can take.
-        count = Inspector.objects.filter(merchant=self.instance.merchant).count()
-        if count >= Inspector.MAX_PER_MERCHANT:
-            raise forms.ValidationError(
-                f"You have {count} inspectors, the most there can be: delete one first."
-            )
+        try:
+            limits.check_room(self.instance.merchant, "inspectors")
+        except limits.LimitReached as exc:
+            raise forms.ValidationError(str(exc)) from None
         return super().clean()
 
     def save(self, commit: bool = True) -> Inspector:
@@ -60,11 +61,17 @@ class InspectorAnswerForm(forms.ModelForm):
         model = Inspector
         fields = ["answer", "slow_seconds"]
         labels = {"answer": "Answer with", "slow_seconds": "Wait (seconds)"}
-        help_texts = {
-            "slow_seconds": "1 to 35 seconds. Our deadline is 30 seconds at most, so 35 "
-            "always times out.",
-        }
         widgets = {"answer": ChoiceWithHelp(ANSWER_HELP)}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cap = settings.INSPECTOR_SLOW_MAX_SECONDS
+        # The wait holds one of our web server's threads, so it is short: to watch a
+        # timeout, the webhook's own timeout goes below it.
+        self.fields["slow_seconds"].help_text = (
+            f"We wait at most {cap} seconds. To watch a delivery time out (408), set your "
+            f"webhook's timeout below that, e.g. {max(1, cap - 2)} seconds."
+        )
 
 
 class LoyaltyAppForm(SignedTargetForm):

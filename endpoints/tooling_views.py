@@ -20,7 +20,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from deliveries.views import pretty_json
 from endpoints import inspector as inspection
-from endpoints import samples
+from endpoints import limits, samples
 from endpoints.models import (
     Category,
     Endpoint,
@@ -61,11 +61,28 @@ def _get_loyalty_app_for_user(request: HttpRequest) -> LoyaltyApp:
 @never_cache
 def catch(request: HttpRequest, token: str, rest: str | None = None) -> HttpResponse:
     """Record any request sent to an inspector and answer as its merchant chose."""
+    return _unlogged(_catch(request, token))
+
+
+def _unlogged(response: HttpResponse) -> HttpResponse:
+    # Django logs every 4xx/5xx with its path, and the path holds the inspector's token (its
+    # only credential); its 500 and 410 answers are chosen on purpose, so nothing is logged.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
+def _catch(request: HttpRequest, token: str) -> HttpResponse:
     inspector = Inspector.objects.select_related("merchant").filter(token=token).first()
     if inspector is None:
         return JsonResponse({"error": "No such inspector."}, status=404)
     limit = inspection.MAX_BODY_BYTES
     too_large = JsonResponse({"error": f"The body is larger than {limit // 1024} KiB."}, status=413)
+    headers = dict(request.headers)
+    if inspection.header_bytes(headers) > inspection.MAX_HEADER_BYTES:
+        return JsonResponse(
+            {"error": f"The headers are larger than {inspection.MAX_HEADER_BYTES // 1024} KiB."},
+            status=431,
+        )
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -80,7 +97,7 @@ def catch(request: HttpRequest, token: str, rest: str | None = None) -> HttpResp
     inspector.capture(
         method=request.method or "GET",
         path=request.get_full_path(),
-        headers=dict(request.headers),
+        headers=headers,
         body=body,
         source=client_ip(request) or "",
     )
@@ -171,7 +188,7 @@ def inspector_answer(request: HttpRequest, public_id: str) -> HttpResponse:
     inspector = form.save()
     answer = inspector.get_answer_display()
     if inspector.answer == Inspector.Answer.SLOW:
-        answer = f"200 OK after {inspector.slow_seconds} seconds"
+        answer = f"200 OK after {inspector.slow_delay} seconds"
     messages.success(request, f"The inspector now answers {answer}.")
     return redirect("inspector", inspector.public_id)
 
@@ -189,13 +206,18 @@ def use_inspector(request: HttpRequest, public_id: str) -> HttpResponse:
             request, f"This inspector's URL cannot be a webhook URL here: {exc.messages[0]}"
         )
         return redirect("inspector", inspector.public_id)
-    endpoint = Endpoint.objects.create(
-        merchant=inspector.merchant,
-        url=url,
-        description=f"Inspector: {inspector.name}",
-        category=Category.objects.filter(slug="testing").first(),
-    )
-    endpoint.event_types.set(EventType.objects.filter(is_active=True))
+    try:
+        with limits.adding(inspector.merchant, "webhooks"):
+            endpoint = Endpoint.objects.create(
+                merchant=inspector.merchant,
+                url=url,
+                description=f"Inspector: {inspector.name}",
+                category=Category.objects.filter(slug="testing").first(),
+            )
+            endpoint.event_types.set(EventType.objects.filter(is_active=True))
+    except limits.LimitReached as exc:
+        messages.error(request, str(exc))
+        return redirect("inspector", inspector.public_id)
     messages.success(
         request,
         f"Webhook added: it sends every event type to inspector “{inspector.name}”. "

@@ -6,18 +6,52 @@ field (or in the API's `fields`), so the rules live in one place.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from deliveries import http, signing
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
 
 def validate_webhook_url(url: str) -> None:
-    """http(s) only, well-formed, https unless the operator allows http, public address."""
+    """http(s) only, well-formed, https unless the operator allows http, public address,
+    and on an allowed port when the address is one WEBHOOK_ALLOWED_NETWORKS opens."""
     try:
         http.check_url(url, require_https=settings.WEBHOOK_REQUIRE_HTTPS)
+        check_allowed_port(url)
     except ValueError as exc:
         raise ValidationError(str(exc), code="invalid_url") from None
+
+
+def check_allowed_port(url: str) -> None:
+    """With WEBHOOK_ALLOWED_PORTS set, a non-public address is usable on those ports only.
+
+    `make run` opens this machine's address so the demo can send to its own inspector; this
+    keeps every other local service (Redis, databases, admin consoles) out of reach. Checked
+    when a URL is saved and again right before a test send or a loyalty call.
+
+    Raises:
+        ValueError: with a message for the merchant.
+    """
+    ports = settings.WEBHOOK_ALLOWED_PORTS
+    if not ports:
+        return
+    parts = urlsplit(url)
+    port = parts.port or _DEFAULT_PORTS[parts.scheme.lower()]
+    if port in ports:
+        return
+    try:
+        addresses = http.resolve(parts.hostname or "", port)
+    except OSError:
+        raise ValueError("The host could not be resolved.") from None
+    if not all(http.is_public_address(ip) for ip in addresses):
+        allowed = ", ".join(str(p) for p in ports)
+        raise ValueError(
+            f"This address may only be used on port {allowed} here (the inspector's own)."
+        )
 
 
 def validate_secret(secret: str) -> None:

@@ -26,7 +26,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from deliveries import stats
 from deliveries.models import Delivery
-from endpoints import samples
+from endpoints import limits, outbound, samples
 from endpoints.forms import ApiKeyForm, DeliveryFilterForm, EndpointForm, RetryFailedForm
 from endpoints.models import ApiKey, Category, Endpoint, EventType, Merchant
 
@@ -196,9 +196,14 @@ def add_webhook(request: HttpRequest) -> HttpResponse:
     merchant = merchant_for_user(request)
     form = EndpointForm(request.POST or None, instance=Endpoint(merchant=merchant))
     if request.method == "POST" and form.is_valid():
-        endpoint = form.save()
-        messages.success(request, f"Webhook added: {endpoint.masked_url}")
-        return redirect("webhook", endpoint.public_id)
+        try:
+            with limits.adding(merchant, "webhooks"):
+                endpoint = form.save()
+        except limits.LimitReached as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Webhook added: {endpoint.masked_url}")
+            return redirect("webhook", endpoint.public_id)
     return render(request, "webhooks/form.html", {"form": form, "endpoint": None})
 
 
@@ -334,10 +339,12 @@ def send_test(request: HttpRequest, public_id: str) -> HttpResponse:
     # Optional: the data of the merchant's latest real event of this type, not the sample.
     type_name = request.POST.get("event_type", "")
     try:
-        delivery = samples.send_test(endpoint, type_name)
-    except samples.NoEventYet as exc:
+        with outbound.merchant_slot(endpoint.merchant):
+            delivery = samples.send_test(endpoint, type_name)
+    except (samples.NoEventYet, outbound.Busy) as exc:
+        status = 429 if isinstance(exc, outbound.Busy) else 200
         if is_inline(request):
-            return HttpResponse(format_html('<p class="field-error">{}</p>', exc))
+            return HttpResponse(format_html('<p class="field-error">{}</p>', exc), status=status)
         messages.error(request, str(exc))
         return redirect_back(request, reverse("webhook", args=[endpoint.public_id]))
     attempt = delivery.attempt_log.first()
@@ -433,7 +440,14 @@ def create_api_key(request: HttpRequest) -> HttpResponse:
     form = ApiKeyForm(request.POST)
     if not form.is_valid():
         return _render_api_keys(request, form, status=400)
-    key, raw_key = ApiKey.issue(merchant, form.cleaned_data["name"], created_by=request.user)
+    try:
+        with limits.adding(merchant, "api_keys"):
+            key, raw_key = ApiKey.issue(
+                merchant, form.cleaned_data["name"], created_by=request.user
+            )
+    except limits.LimitReached as exc:
+        form.add_error(None, str(exc))
+        return _render_api_keys(request, form, status=400)
     messages.success(request, f"API key “{key.name}” created.")
     # Rendered, not redirected to: the raw key exists only in this response, never in the
     # session or a URL, and cannot be shown again.

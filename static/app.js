@@ -71,7 +71,8 @@
           window.location.href = response.url;
           return null;
         }
-        if (!response.ok) throw new Error("HTTP " + response.status);
+        // 429 carries a message for the user (e.g. too many test sends at once).
+        if (!response.ok && response.status !== 429) throw new Error("HTTP " + response.status);
         return response.text();
       })
       .then(function (html) {

@@ -214,7 +214,7 @@ def test_it_refuses_http_when_https_is_required(api: Client, settings: Any) -> N
 
 def test_it_refuses_a_wrong_content_type_and_bad_json(api: Client) -> None:
     xml = api.post("/api/v1/webhooks", "<webhook/>", content_type="application/xml")
-    assert xml.status_code == 400
+    assert xml.status_code == 415
     assert xml.json()["error"]["code"] == "unsupported_media_type"
     broken = api.post("/api/v1/webhooks", "{nope", content_type="application/json")
     assert broken.status_code == 400

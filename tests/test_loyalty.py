@@ -152,7 +152,7 @@ def test_it_refuses_what_is_not_a_json_object(pos: Client, app: LoyaltyApp) -> N
     assert call(pos, "fetch-member-point", [1, 2]).status_code == 400
     assert call(pos, "fetch-member-point", b"").status_code == 400
     form = pos.post("/api/v1/loyalty/fetch-member-point", {"member_code": "M-1"})
-    assert form.status_code == 400
+    assert form.status_code == 415
     big = call(pos, "fetch-member-point", {"note": "x" * 256 * 1024})
     assert big.status_code == 413
     assert Client().post("/api/v1/loyalty/fetch-member-point").status_code == 401

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from redis.exceptions import RedisError
-from rest_framework import exceptions, status
+from rest_framework import exceptions, parsers, status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -40,11 +40,20 @@ DEFAULT_PAGE_SIZE = 20
 class ApiError(exceptions.APIException):
     """An error with our code and message, e.g. ApiError(409, "not_retryable", "...")."""
 
-    def __init__(self, status_code: int, code: str, message: str, fields: dict | None = None):
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        fields: dict | None = None,
+        *,
+        retry_after: int | None = None,
+    ):
         super().__init__(message, code)
         self.status_code = status_code
         self.error_code = code
         self.fields = fields or {}
+        self.retry_after = retry_after
 
 
 class PayloadTooLarge(ApiError):
@@ -52,6 +61,13 @@ class PayloadTooLarge(ApiError):
         super().__init__(
             413, "payload_too_large", f"The request body is larger than {limit // 1024} KiB."
         )
+
+
+def busy_error(exc: Exception) -> ApiError:
+    """429 for an outbound call refused because the merchant has too many in flight."""
+    return ApiError(
+        429, "too_many_outbound_calls", str(exc), retry_after=getattr(exc, "retry_after", 5)
+    )
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict[str, Any]:
@@ -93,11 +109,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     headers: dict[str, str] = {}
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+    if isinstance(exc, ApiError) and exc.retry_after:
+        headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
     status_code = exc.status_code
-    if isinstance(exc, exceptions.UnsupportedMediaType):
-        status_code = 400  # bad input is a 400 like any other: the message says what is wrong
     if isinstance(exc, ApiError):
         body = error_body(exc.error_code, str(exc.detail), exc.fields)
     elif isinstance(exc, exceptions.ValidationError):
@@ -120,6 +136,61 @@ def json_error(status_code: int, code: str, message: str) -> JsonResponse:
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return json_error(404, "not_found", "No such API path.")
+
+
+def is_api_request(request: HttpRequest) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: the API's one JSON shape under /api/, the site's page elsewhere."""
+    if is_api_request(request):
+        return json_error(500, "server_error", "Something went wrong on our side; try again.")
+    from django.views.defaults import server_error as page
+
+    return page(request)
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, refusing JSON nested deeper than MAX_JSON_DEPTH with a 400.
+
+    Deeper input made Python's parser raise RecursionError, an HTML 500.
+    """
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise too_deep() from None
+        if json_depth(data, settings.MAX_JSON_DEPTH) > settings.MAX_JSON_DEPTH:
+            raise too_deep()
+        return data
+
+
+def too_deep() -> exceptions.ParseError:
+    return exceptions.ParseError(
+        f"JSON parse error - nested deeper than {settings.MAX_JSON_DEPTH} levels."
+    )
+
+
+def json_depth(value: Any, stop: int) -> int:
+    """How deeply `value` nests lists and objects, counting no further than `stop` + 1."""
+    depth, level = 0, [value]
+    while level and depth <= stop:
+        children = []
+        for item in level:
+            if isinstance(item, dict):
+                children.extend(item.values())
+            elif isinstance(item, list):
+                children.extend(item)
+        if not children and not any(isinstance(i, dict | list) for i in level):
+            break
+        depth += 1
+        level = children
+    return depth
 
 
 # --- authentication ----------------------------------------------------------------------
@@ -176,7 +247,8 @@ def merchant_of(request: Request) -> Merchant:
 
 
 class KeyRateThrottle(BaseThrottle):
-    """A fixed-window counter per API key in Redis: one INCR per request.
+    """A fixed-window counter per merchant in Redis (all its keys together): one INCR per
+    request. Per key, every extra key a merchant made would have been more quota.
 
     It fails open: with Redis down the API keeps accepting events (they are stored in the
     database and delivered once Redis is back), it just cannot count for a while.
@@ -188,7 +260,7 @@ class KeyRateThrottle(BaseThrottle):
         limit, window = settings.API_RATE_LIMIT
         now = time.time()
         bucket = int(now // window)
-        key = f"webhooks:ratelimit:{request.auth.pk}:{bucket}"
+        key = f"webhooks:ratelimit:m{request.auth.merchant_id}:{bucket}"
         try:
             # No MULTI/EXEC: INCR alone is atomic, and an EXPIRE lost to a crash in between
             # only leaves a key that the next request's EXPIRE sets again.

@@ -117,6 +117,16 @@ def get_networks(name: str) -> list[str]:
     return values
 
 
+def get_ports(name: str) -> list[int]:
+    """Comma-separated TCP ports, e.g. "8000,8443"."""
+    ports = []
+    for value in get_list(name, []):
+        if not value.isdigit() or not 1 <= int(value) <= 65535:
+            raise _fail(name, f"{value!r} is not a TCP port (1 to 65535)")
+        ports.append(int(value))
+    return ports
+
+
 def get_email(name: str, default: str) -> dict[str, Any]:
     raw = os.environ.get(name, default)
     try:

@@ -32,17 +32,35 @@ def manage(*args: str) -> list[str]:
 def local_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("DEBUG", "1")
-    # The demo's receivers live on this machine; production keeps https and the SSRF guard.
+    # The demo's receiver is its own inspector on this web server: exactly its address and
+    # port are opened, not every local service (Send test shows what the receiver answered).
+    # Production keeps https and the whole SSRF guard.
+    env.setdefault("WEB_BIND", f"127.0.0.1:{env.get('PORT', '8000')}")
+    host, port = demo_address(env["WEB_BIND"])
     env.setdefault("WEBHOOK_REQUIRE_HTTPS", "0")
-    env.setdefault("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+    env.setdefault("WEBHOOK_ALLOWED_NETWORKS", host)
+    env.setdefault("WEBHOOK_ALLOWED_PORTS", port)
     # Show each delivery attempt in the terminal; production workers default to WARNING.
     env.setdefault("ATTEMPT_LOG_LEVEL", "INFO")
-    env.setdefault("WEB_BIND", f"127.0.0.1:{env.get('PORT', '8000')}")
     # The Procfile's `python` and `gunicorn` are this virtualenv's, activated or not.
     env["PATH"] = os.pathsep.join([str(Path(PYTHON).parent), env.get("PATH", os.defpath)])
     # Honcho reads the processes' output through pipes: without this, prints wait for 4 KiB.
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def demo_address(bind: str) -> tuple[str, str]:
+    """The network (one address) and port that the web server binds, from WEB_BIND.
+
+    "127.0.0.1:8000" gives ("127.0.0.1/32", "8000"), "[::1]:8000" gives ("::1/128", "8000").
+    """
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "localhost"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return (f"{host}/128" if ":" in host else f"{host}/32"), port
 
 
 def main() -> int:

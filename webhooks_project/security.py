@@ -1,9 +1,14 @@
-"""Who is asking: the client address used by the login lockout."""
+"""Who is asking (the client address used by the login lockout), and what logs never show."""
 
 from __future__ import annotations
 
+import logging
+import re
+
 from django.conf import settings
 from django.http import HttpRequest
+
+_CATCH_PATH = re.compile(r"/catch/[A-Za-z0-9_-]+")
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -20,3 +25,18 @@ def client_ip(request: HttpRequest) -> str | None:
         if len(hops) >= count:
             return hops[-count]
     return request.META.get("REMOTE_ADDR")
+
+
+class RedactInspectorTokens(logging.Filter):
+    """Replace inspector tokens in logged request paths with `<token>`.
+
+    An inspector's URL is its only credential, and Django logs the path of every request
+    that ends in an error.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/catch/" in message:
+            record.msg = _CATCH_PATH.sub("/catch/<token>", message)
+            record.args = None
+        return True

@@ -50,6 +50,9 @@ INSTALLED_APPS = [
     "axes",
     "rest_framework",
     "drf_spectacular",
+    # Redoc's own files, served from our static files: no CDN, works offline, pinned.
+    "drf_spectacular_sidecar",
+    "csp",
     "endpoints",
     "deliveries",
 ]
@@ -66,6 +69,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "webhooks_project.csp.CSPMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 AUTHENTICATION_BACKENDS = [
@@ -136,6 +140,10 @@ EMAIL_TIMEOUT = config.get_int("EMAIL_TIMEOUT", 10, minimum=1)
 # Delivery policy (see BRIEF "Delivery semantics").
 WEBHOOK_REQUIRE_HTTPS = config.get_bool("WEBHOOK_REQUIRE_HTTPS", True)
 WEBHOOK_ALLOWED_NETWORKS = config.get_networks("WEBHOOK_ALLOWED_NETWORKS")
+# With ports listed, addresses that only WEBHOOK_ALLOWED_NETWORKS opens (e.g. this machine in
+# `make run`) may be used on those ports only: the demo reaches its inspector, not every
+# local service. Public addresses are not affected. Empty: any port.
+WEBHOOK_ALLOWED_PORTS = config.get_ports("WEBHOOK_ALLOWED_PORTS")
 WEBHOOK_RETRY_BASE_SECONDS = config.get_int("WEBHOOK_RETRY_BASE_SECONDS", 5, minimum=1)
 WEBHOOK_RETRY_CAP_SECONDS = config.get_int("WEBHOOK_RETRY_CAP_SECONDS", 15 * 60, minimum=1)
 WEBHOOK_RETRY_JITTER = 0.2
@@ -166,7 +174,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["webhooks_project.api.HasApiKey"],
     "DEFAULT_THROTTLE_CLASSES": ["webhooks_project.api.KeyRateThrottle"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "webhooks_project.api.JSONParser",
         "rest_framework.parsers.FormParser",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -182,6 +190,10 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # No badge from the public validator: the docs page loads nothing from elsewhere.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -191,17 +203,38 @@ SPECTACULAR_SETTINGS = {
 API_RATE_LIMIT = config.get_rate("API_RATE_LIMIT", "6000/minute")
 # Event bodies are capped at 256 KiB; nothing else the API takes comes close to 1 MiB.
 MAX_EVENT_BYTES = 256 * 1024
+# JSON nested deeper than this is refused with a 400 (Python's parser would hit its
+# recursion limit at about 1,000 levels, and the worker re-serialises the data).
+MAX_JSON_DEPTH = config.get_int("MAX_JSON_DEPTH", 64, minimum=2)
+
+# Per-merchant limits (see README "Security"); staff raise them per merchant in the admin
+# (the Merchant's own fields; empty means these defaults).
+MERCHANT_MAX_WEBHOOKS = config.get_int("MERCHANT_MAX_WEBHOOKS", 50, minimum=1)
+MERCHANT_MAX_API_KEYS = config.get_int("MERCHANT_MAX_API_KEYS", 20, minimum=1)
+MERCHANT_MAX_INSPECTORS = config.get_int("MERCHANT_MAX_INSPECTORS", 20, minimum=1)
+# Events with a one-off `webhook_url`, per merchant per hour: each may be retried for 48 h.
+MERCHANT_MAX_ONE_OFF_PER_HOUR = config.get_int("MERCHANT_MAX_ONE_OFF_PER_HOUR", 500, minimum=1)
+# Outbound calls made while a web request waits (Send test, loyalty call-outs), at once per
+# merchant across all web processes: one merchant's hanging receiver can hold at most this
+# many web threads. Further calls are answered 429 at once.
+MERCHANT_MAX_OUTBOUND_CALLS = config.get_int("MERCHANT_MAX_OUTBOUND_CALLS", 2, minimum=1)
+# The inspector's "slow" answer waits at most this long on the web side.
+INSPECTOR_SLOW_MAX_SECONDS = config.get_int("INSPECTOR_SLOW_MAX_SECONDS", 5, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
-# Login lockout (django-axes): 5 failures lock the username, and the client address, for
-# 15 minutes. The address ignores X-Forwarded-For unless we run behind our own proxies.
+# Login lockout (django-axes, see webhooks_project/lockout.py): 5 failures for a username,
+# from any address, lock it for 15 minutes; 20 failures from one address, for any usernames,
+# lock that address. A success clears only that username's failures from that address. The
+# address ignores X-Forwarded-For unless we run behind our own proxies.
 TRUSTED_PROXY_COUNT = config.get_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 AXES_FAILURE_LIMIT = config.get_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_ADDRESS_FAILURE_LIMIT = config.get_int("LOGIN_ADDRESS_FAILURE_LIMIT", 20, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=config.get_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_HANDLER = "webhooks_project.lockout.LockoutHandler"
+AXES_LOCKOUT_CALLABLE = "webhooks_project.lockout.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "webhooks_project.security.client_ip"
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
 AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -230,14 +263,40 @@ STORAGES = {
     },
 }
 
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# X-Forwarded-Proto says https only when our own proxy set it: without one, any client could
+# claim https and be served over plain http instead of redirected.
+if TRUSTED_PROXY_COUNT > 0:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Both are hard to undo (preload lists, other hosts of the domain), so the operator opts in.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = config.get_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = config.get_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [
+    # check --deploy warns when these are off; off is the operator's informed default here.
+    *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]),
+    *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+]
 if not DEBUG:
     SESSION_COOKIE_SECURE = config.get_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = config.get_bool("CSRF_COOKIE_SECURE", True)
     SECURE_SSL_REDIRECT = config.get_bool("SECURE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = config.get_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+
+# Content-Security-Policy (django-csp): our own files only, no inline code. The docs page and
+# the rq dashboard add what their third-party pages need (webhooks_project/csp.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # Operations (see README "Operations"). Delivery logs older than RETENTION_DAYS (or a
 # merchant's own retention) are pruned daily at RETENTION_SCHEDULE (cron syntax, the
@@ -280,9 +339,13 @@ LOGGING = {
         # One JSON object a line, with the fields of structured lines (attempts) as keys.
         "json": {"()": "deliveries.observability.JsonFormatter"},
     },
+    "filters": {"inspector_tokens": {"()": "webhooks_project.security.RedactInspectorTokens"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": _log_level("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Request paths are logged on errors; an inspector's path holds its only credential.
+        "django.request": {"filters": ["inspector_tokens"]},
+        "django.server": {"filters": ["inspector_tokens"]},
         # Workers log at WARNING by default: RQ's per-job INFO lines halve throughput.
         "rq.worker": {"level": _log_level("RQ_LOG_LEVEL", "WARNING")},
         # One line per delivery attempt at INFO; off unless ATTEMPT_LOG_LEVEL=INFO, for speed.

@@ -3,6 +3,9 @@ from django.urls import include, path
 
 from webhooks_project import health
 
+# Server errors under /api/ answer the API's JSON shape (unknown /api/ paths: api_urls.py).
+handler500 = "webhooks_project.api.server_error"
+
 admin.site.site_header = "POS Webhooks administration"
 admin.site.site_title = "POS Webhooks"
 

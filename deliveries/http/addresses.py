@@ -335,4 +335,17 @@ def checked_addresses(
     # One bad address is enough: the system could pick it on any connection attempt.
     if not all(address_allowed(ip, networks) for ip in addresses):
         raise TransportError(BLOCKED_MESSAGE, permanent=True)
+    ports = _settings_ports()
+    if ports and target.port not in ports and not all(is_public_address(ip) for ip in addresses):
+        # Checked again at send time: a name saved as pointing elsewhere may resolve here now.
+        raise TransportError("blocked: port not allowed for this address", permanent=True)
     return addresses
+
+
+def _settings_ports() -> list[int]:
+    """WEBHOOK_ALLOWED_PORTS: the only ports a non-public allowed address may be sent to."""
+    if not _settings_networks():
+        return []  # no non-public network is allowed at all, so no port rule to apply
+    from django.conf import settings
+
+    return list(getattr(settings, "WEBHOOK_ALLOWED_PORTS", None) or [])

@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from deliveries import emit
-from deliveries.models import UnknownEventType
+from deliveries.models import InvalidEventData, UnknownEventType
 from endpoints.models import Merchant
 
 
@@ -30,7 +30,7 @@ class Command(BaseCommand):
             raise CommandError(f"The data is not valid JSON: {exc}") from None
         try:
             event = emit(merchant, options["type"], data, webhook_url=options["webhook_url"])
-        except UnknownEventType as exc:
+        except (UnknownEventType, InvalidEventData) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
             f"{event.public_id} (sequence {event.sequence}, {event.deliveries.count()} deliveries)"
