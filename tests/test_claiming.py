@@ -97,3 +97,23 @@ def test_it_claims_past_a_parked_backlog_without_reading_it(
     # SQLite instructions; the claim reads about as much as with 100 rows behind it.
     assert large < 2_000
     assert large <= small * 2 + 50
+
+
+def test_it_gives_a_merchant_no_more_than_its_share_of_threads(
+    merchant: Merchant, make_endpoint: Callable[..., Endpoint]
+) -> None:
+    from deliveries.engine.claiming import Load, claim
+
+    for n in range(4):
+        make_endpoint(f"http://127.0.0.1:9/{n}")
+    for n in range(10):
+        emit(merchant, "receipts.update", {"n": n})
+
+    # 8 threads, a 0.75 share: 6 for one merchant, whatever else is free.
+    first = claim("w1", 8, Load(threads=8))
+    load = Load(threads=8)
+    load.by_merchant[merchant.pk] = len(first)
+    again = claim("w1", 2, load)
+
+    assert len(first) == 6
+    assert again == []

@@ -51,6 +51,9 @@ class Load:
     # Deliveries finished here but not yet recorded: their rows still say `delivering`, and
     # are left out of in-flight counts (by id, so a row recorded meanwhile is not left out twice).
     unrecorded: set[int] = field(default_factory=set)
+    # Endpoints with a failed attempt not yet recorded: claimed again only once the outcome is
+    # written, so a 410 disables, and a breaker opens, before anything more goes out.
+    held: Counter[int] = field(default_factory=Counter)
 
 
 @dataclass
@@ -88,7 +91,7 @@ def claim(token: str, slots: int, load: Load, cache: ClaimCache | None = None) -
     if connection.vendor == "postgresql":
         with transaction.atomic():
             now = db_now()
-            sources = _sources(now, slots, load.unrecorded)
+            sources = _sources(now, slots, load)
             locked = _lock_endpoints([s.endpoint_id for s in sources if s.endpoint_id])
             busy = _in_flight(locked, load.unrecorded)
             sources = [s for s in sources if s.endpoint_id is None or s.endpoint_id in locked]
@@ -98,7 +101,7 @@ def claim(token: str, slots: int, load: Load, cache: ClaimCache | None = None) -
         # SQLite: the reads run outside the one machine-wide write lock; only the re-count
         # and the conditional UPDATE hold it.
         now = db_now()
-        sources = _sources(now, slots, load.unrecorded)
+        sources = _sources(now, slots, load)
         rows = _choose(sources, {}, slots, load, now, skip_locked=False)
         if not rows:
             return []
@@ -127,7 +130,7 @@ def claim_ids(token: str, ids: Sequence[int]) -> list[Delivery]:
 def has_claimable(now: datetime | None = None) -> bool:
     """Whether any delivery could be claimed now (the sweep's reason to kick a pump)."""
     now = now or db_now()
-    return bool(_sources(now, 1, set()))
+    return bool(_sources(now, 1, Load(threads=1)))
 
 
 def release(token: str, ids: Sequence[int]) -> int:
@@ -199,15 +202,15 @@ def _ready_endpoints_sql(excluded: int) -> str:
     """
 
 
-def _sources(now: datetime, slots: int, unrecorded: set[int]) -> list[_Source]:
+def _sources(now: datetime, slots: int, load: Load) -> list[_Source]:
     """Endpoints with due work and room under their cap, and due one-off deliveries."""
     sources: list[_Source] = []
     with connection.cursor() as cursor:
-        cursor.execute(_ready_endpoints_sql(len(unrecorded)), list(unrecorded))
+        cursor.execute(_ready_endpoints_sql(len(load.unrecorded)), list(load.unrecorded))
         rows = cursor.fetchall()
         for eid, merchant_id, cap, timeout, state, probe_at, due, busy in rows:
             due, probe_at = _when(due), _when(probe_at)
-            if due is None or due > now:
+            if due is None or due > now or load.held.get(eid):
                 continue
             if state == Endpoint.BreakerState.OPEN:
                 if probe_at is not None and probe_at > now:
@@ -281,6 +284,9 @@ def _allocate(sources: list[_Source], slots: int, load: Load) -> list[_Source]:
     for source in sorted(sources, key=lambda s: s.due):
         queues[source.merchant_id].append(source)
     allowance = {m: share - load.by_merchant.get(m, 0) for m in queues}
+    for merchant_id, left in allowance.items():
+        if left <= 0:
+            del queues[merchant_id]  # already holds its whole share of this worker's threads
     while slots > 0 and queues:
         for merchant_id in list(queues):
             own = queues[merchant_id]

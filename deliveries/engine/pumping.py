@@ -197,6 +197,8 @@ class Pump:
         for result in results:
             delivery = result.delivery
             self.load.unrecorded.add(delivery.pk)
+            if delivery.endpoint_id is not None and not result.ok:
+                self.load.held[delivery.endpoint_id] += 1
             self.in_flight -= 1
             self.load.by_merchant[delivery.merchant_id] -= 1
             if self.load.by_merchant[delivery.merchant_id] <= 0:
@@ -211,4 +213,9 @@ class Pump:
         with contextlib.suppress(Empty):
             while True:
                 for result in self.recorder.recorded.get_nowait():
-                    self.load.unrecorded.discard(result.delivery.pk)
+                    delivery = result.delivery
+                    self.load.unrecorded.discard(delivery.pk)
+                    if delivery.endpoint_id is not None and not result.ok:
+                        self.load.held[delivery.endpoint_id] -= 1
+                        if self.load.held[delivery.endpoint_id] <= 0:
+                            del self.load.held[delivery.endpoint_id]
