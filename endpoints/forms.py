@@ -24,6 +24,10 @@ LOG_MODE_HELP = {
 PAYLOAD_HELP = {
     Endpoint.PayloadStyle.FULL: "The body carries the event's data.",
     Endpoint.PayloadStyle.THIN: "Only the event's id and type; fetch the data from the API.",
+    Endpoint.PayloadStyle.FLAT: (
+        "SalesPlay's shape: merchant_id, type, created_at and the data's own keys, "
+        "all at the top level."
+    ),
 }
 RETRY_HELP = {
     Endpoint.RetryPolicy.EXPONENTIAL: (
@@ -111,7 +115,9 @@ class EndpointForm(SignedTargetForm):
         label="Events",
         queryset=EventType.objects.filter(is_active=True).select_related("category"),
         widget=forms.CheckboxSelectMultiple,
-        error_messages={"required": "Choose at least one event."},
+        # None checked means every event, including types added later (Svix's convention).
+        required=False,
+        help_text="Leave all unchecked to get every event, including ones added later.",
     )
     secret = forms.CharField(
         label="Signing secret",

@@ -50,6 +50,17 @@ urlpatterns = [
         name="confirm_revoke_api_key",
     ),
     path("api-keys/<int:key_id>/revoke/", views.revoke_api_key, name="revoke_api_key"),
+    path("api-keys/oauth/create/", views.create_oauth_client, name="create_oauth_client"),
+    path(
+        "api-keys/oauth/<int:client_id>/delete/confirm/",
+        views.confirm_delete_oauth_client,
+        name="confirm_delete_oauth_client",
+    ),
+    path(
+        "api-keys/oauth/<int:client_id>/delete/",
+        views.delete_oauth_client,
+        name="delete_oauth_client",
+    ),
     # Request inspector: the dashboard pages, and the public URL that catches requests
     path("inspector/", tooling_views.inspectors, name="inspectors"),
     path("inspector/create/", tooling_views.create_inspector, name="create_inspector"),

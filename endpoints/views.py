@@ -28,7 +28,7 @@ from deliveries import stats
 from deliveries.models import Delivery
 from endpoints import samples
 from endpoints.forms import ApiKeyForm, DeliveryFilterForm, EndpointForm, RetryFailedForm
-from endpoints.models import ApiKey, Category, Endpoint, EventType, Merchant
+from endpoints.models import ApiKey, Category, Endpoint, EventType, Merchant, OAuthClient
 
 PAGE_SIZE = 50
 TEST_EXCERPT_CHARS = 500
@@ -132,6 +132,14 @@ def _get_api_key_for_user(request: HttpRequest, key_id: int) -> ApiKey:
     return get_object_or_404(ApiKey, pk=key_id, merchant=merchant_for_user(request))
 
 
+def _get_oauth_client_for_user(request: HttpRequest, client_id: int) -> OAuthClient:
+    return get_object_or_404(
+        OAuthClient.objects.select_related("application"),
+        pk=client_id,
+        merchant=merchant_for_user(request),
+    )
+
+
 # --- pages ------------------------------------------------------------------------------------
 
 
@@ -165,7 +173,8 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     if filters["category"]:
         qs = qs.filter(category__slug=filters["category"])
     if filters["event"]:
-        qs = qs.filter(event_types__name=filters["event"])
+        # A webhook with no subscribed types gets every event, so it matches any type.
+        qs = qs.filter(Q(event_types__name=filters["event"]) | Q(event_types__isnull=True))
     if filters["status"] == "enabled":
         qs = qs.filter(is_enabled=True)
     elif filters["status"] == "disabled":
@@ -221,6 +230,8 @@ def _render_detail(
     day = sum((b.counts for b in buckets), stats.Counts())
     # The types this endpoint gets, and the test event that any endpoint can get.
     type_choices = EventType.objects.filter(Q(endpoints=endpoint) | Q(name="webhook.test"))
+    if not endpoint.event_types.exists():
+        type_choices = EventType.objects.all()  # no subscribed types: it gets every event
     filter_form = DeliveryFilterForm(
         request.GET or None, event_types=type_choices.distinct().order_by("name")
     )
@@ -414,15 +425,30 @@ def retry_failed(request: HttpRequest, public_id: str) -> HttpResponse:
 # --- API keys ---------------------------------------------------------------------------------
 
 
-def _render_api_keys(request: HttpRequest, form: ApiKeyForm, status: int = 200) -> HttpResponse:
-    keys = ApiKey.objects.filter(merchant=merchant_for_user(request)).select_related("created_by")
-    return render(request, "api_keys/list.html", {"keys": keys, "form": form}, status=status)
+def _render_api_keys(
+    request: HttpRequest,
+    form: ApiKeyForm | None = None,
+    client_form: ApiKeyForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    merchant = merchant_for_user(request)
+    keys = ApiKey.objects.filter(merchant=merchant).select_related("created_by")
+    clients = OAuthClient.objects.filter(merchant=merchant).select_related(
+        "application", "created_by"
+    )
+    context = {
+        "keys": keys,
+        "clients": clients,
+        "form": form or ApiKeyForm(),
+        "client_form": client_form or ApiKeyForm(prefix="client"),
+    }
+    return render(request, "api_keys/list.html", context, status=status)
 
 
 @login_required
 @require_safe
 def api_keys(request: HttpRequest) -> HttpResponse:
-    return _render_api_keys(request, ApiKeyForm())
+    return _render_api_keys(request)
 
 
 @login_required
@@ -432,9 +458,9 @@ def create_api_key(request: HttpRequest) -> HttpResponse:
     merchant = merchant_for_user(request)
     form = ApiKeyForm(request.POST)
     if not form.is_valid():
-        return _render_api_keys(request, form, status=400)
+        return _render_api_keys(request, form=form, status=400)
     key, raw_key = ApiKey.issue(merchant, form.cleaned_data["name"], created_by=request.user)
-    messages.success(request, f"API key “{key.name}” created.")
+    # No flash message: the page's own heading already says the key was created.
     # Rendered, not redirected to: the raw key exists only in this response, never in the
     # session or a URL, and cannot be shown again.
     return render(request, "api_keys/created.html", {"key": key, "raw_key": raw_key})
@@ -456,6 +482,48 @@ def revoke_api_key(request: HttpRequest, key_id: int) -> HttpResponse:
         messages.success(request, f"API key “{key.name}” revoked. It no longer works.")
     else:
         messages.info(request, f"API key “{key.name}” was already revoked.")
+    return redirect("api_keys")
+
+
+# --- OAuth clients (myPOS's "generated oAuth Token") ----------------------------------------
+
+
+@login_required
+@require_POST
+@never_cache
+def create_oauth_client(request: HttpRequest) -> HttpResponse:
+    merchant = merchant_for_user(request)
+    form = ApiKeyForm(request.POST, prefix="client")
+    if not form.is_valid():
+        return _render_api_keys(request, client_form=form, status=400)
+    client, raw_secret = OAuthClient.issue(
+        merchant, form.cleaned_data["name"], created_by=request.user
+    )
+    # Rendered, not redirected to, like a new API key: the secret is stored hashed only.
+    return render(
+        request,
+        "api_keys/client_created.html",
+        {"client": client, "raw_secret": raw_secret, "token_url": _token_url(request)},
+    )
+
+
+def _token_url(request: HttpRequest) -> str:
+    return request.build_absolute_uri(reverse("api-oauth-token"))
+
+
+@login_required
+@require_safe
+def confirm_delete_oauth_client(request: HttpRequest, client_id: int) -> HttpResponse:
+    client = _get_oauth_client_for_user(request, client_id)
+    return render(request, "api_keys/client_delete.html", {"client": client})
+
+
+@login_required
+@require_POST
+def delete_oauth_client(request: HttpRequest, client_id: int) -> HttpResponse:
+    client = _get_oauth_client_for_user(request, client_id)
+    client.delete_with_tokens()
+    messages.success(request, f"OAuth client “{client.name}” deleted; its tokens no longer work.")
     return redirect("api_keys")
 
 

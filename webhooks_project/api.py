@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -22,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
 from deliveries import jobs
-from endpoints.models import ApiKey, Merchant
+from endpoints.models import API_KEY_PREFIX, ApiKey, Merchant, merchant_for_oauth_token
 
 if TYPE_CHECKING:
     # Imported lazily: DRF loads this module while rest_framework.views is initialising.
@@ -125,47 +126,72 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonR
 # --- authentication ----------------------------------------------------------------------
 
 
-class BearerKeyAuthentication(BaseAuthentication):
-    """`Authorization: Bearer whk_...`; the key's merchant is `request.auth.merchant`."""
+@dataclass(frozen=True)
+class OAuthToken:
+    """An OAuth 2.0 access token's grant: the one merchant its client belongs to."""
 
-    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
+    merchant: Merchant
+
+    @property
+    def rate_key(self) -> str:
+        # One budget per merchant for all its tokens: a client that keeps asking for new
+        # tokens gets no more requests than one that reuses its token.
+        return f"oauth-{self.merchant.pk}"
+
+
+class BearerKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <API key or OAuth token>`; the merchant is `request.auth.merchant`.
+
+    API keys start with `whk_`; anything else is looked up as an OAuth access token.
+    """
+
+    def authenticate(self, request: Request) -> tuple[Any, ApiKey | OAuthToken] | None:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise exceptions.AuthenticationFailed(
-                "Use an Authorization header of the form 'Bearer <API key>'."
+                "Use an Authorization header of the form 'Bearer <API key or OAuth token>'."
             )
-        key = ApiKey.objects.authenticate(token.strip())
-        if key is None:
-            raise exceptions.AuthenticationFailed("The API key is not valid or was revoked.")
-        return (ApiKeyUser(key), key)
+        if token.startswith(API_KEY_PREFIX):
+            key = ApiKey.objects.authenticate(token)
+            if key is None:
+                raise exceptions.AuthenticationFailed("The API key is not valid or was revoked.")
+            return (ApiKeyUser(key.prefix), key)
+        merchant = merchant_for_oauth_token(token)
+        if merchant is None:
+            raise exceptions.AuthenticationFailed(
+                "The OAuth token is not valid or has expired: get a new one from "
+                "POST /api/v1/oauth/token."
+            )
+        return (ApiKeyUser("oauth"), OAuthToken(merchant))
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
 
 
 class ApiKeyUser:
-    """The caller behind an API key: a merchant, not a person."""
+    """The caller behind an API key or token: a merchant, not a person."""
 
     is_authenticated = True
     is_anonymous = False
     is_staff = False
 
-    def __init__(self, key: ApiKey) -> None:
-        self.key = key
+    def __init__(self, label: str) -> None:
+        self.label = label
         self.pk = None
 
     def __str__(self) -> str:
-        return f"api-key:{self.key.prefix}"
+        return f"api-key:{self.label}"
 
 
 class HasApiKey(BasePermission):
-    message = "Authentication required: send 'Authorization: Bearer <API key>'."
+    message = "Authentication required: send 'Authorization: Bearer <API key or OAuth token>'."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        return isinstance(request.auth, ApiKey)
+        return isinstance(request.auth, ApiKey | OAuthToken)
 
 
 def merchant_of(request: Request) -> Merchant:
@@ -183,12 +209,16 @@ class KeyRateThrottle(BaseThrottle):
     """
 
     def allow_request(self, request: Request, view: APIView) -> bool:
-        if not isinstance(request.auth, ApiKey):
+        if isinstance(request.auth, ApiKey):
+            caller = str(request.auth.pk)
+        elif isinstance(request.auth, OAuthToken):
+            caller = request.auth.rate_key
+        else:
             return True
         limit, window = settings.API_RATE_LIMIT
         now = time.time()
         bucket = int(now // window)
-        key = f"webhooks:ratelimit:{request.auth.pk}:{bucket}"
+        key = f"webhooks:ratelimit:{caller}:{bucket}"
         try:
             # No MULTI/EXEC: INCR alone is atomic, and an EXPIRE lost to a crash in between
             # only leaves a key that the next request's EXPIRE sets again.

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "axes",
     "rest_framework",
     "drf_spectacular",
+    "oauth2_provider",
     "endpoints",
     "deliveries",
 ]
@@ -172,6 +173,16 @@ SPECTACULAR_SETTINGS = {
         "webhooks_project.api_schema.add_error_responses",
     ],
 }
+# OAuth 2.0 client credentials (myPOS: "the generated oAuth Token"): a merchant's client
+# trades its id and secret at POST /api/v1/oauth/token for an expiring bearer token.
+OAUTH2_PROVIDER = {
+    "ACCESS_TOKEN_EXPIRE_SECONDS": config.get_int("OAUTH_TOKEN_SECONDS", 3600, minimum=60),
+    "SCOPES": {"api": "The merchant's webhooks, events and deliveries"},
+    "DEFAULT_SCOPES": ["api"],
+    # Tokens are stored as a SHA-256 checksum only, like API keys: a leaked table signs nothing.
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+}
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 API_RATE_LIMIT = config.get_rate("API_RATE_LIMIT", "6000/minute")
 # Event bodies are capped at 256 KiB; nothing else the API takes comes close to 1 MiB.
 MAX_EVENT_BYTES = 256 * 1024
