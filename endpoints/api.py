@@ -165,6 +165,11 @@ class TestInput(serializers.Serializer):
 def webhook_test(request: Request, public_id: str) -> Response:
     """Send a `webhook.test` event now and answer with the receiver's response."""
     endpoint = _get_endpoint_for_key(request, public_id)
+    if not endpoint.is_enabled:
+        # Refused, not queued: a disabled webhook gets nothing, so a test would wait forever.
+        raise ApiError(
+            409, "webhook_disabled", "This webhook is disabled: enable it to send a test."
+        )
     form = TestInput(data=request.data)
     form.is_valid(raise_exception=True)
     type_name = form.validated_data.get("event_type", "")

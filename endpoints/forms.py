@@ -125,6 +125,13 @@ class EndpointForm(SignedTargetForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="Leave empty and we generate a strong one (recommended).",
     )
+    # SalesPlay: "will send a sample POST request to verify that your webhook URL is working".
+    send_test = forms.BooleanField(
+        label="Send a test now",
+        required=False,
+        initial=True,
+        help_text="A webhook.test event goes to the URL on save; the answer shows next.",
+    )
 
     class Meta:
         model = Endpoint
@@ -206,6 +213,14 @@ class DeliveryFilterForm(forms.Form):
         self.fields["event_type"].choices = [("", "All events")] + [
             (t.name, t.name) for t in event_types
         ]
+
+
+class OAuthClientForm(forms.Form):
+    name = forms.CharField(
+        label="Client name",
+        max_length=100,
+        help_text="What uses this client, e.g. “myPOS integration”.",
+    )
 
 
 class ApiKeyForm(forms.ModelForm):
