@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from endpoints import samples
 from endpoints.models import Endpoint
 from endpoints.serializers import RecoverInput, WebhookInput, WebhookOutput
-from webhooks_project.api import ApiError, accepted, merchant_of, page_params
+from webhooks_project.api import ApiError, accepted, check_params, merchant_of, page_params
 
 WebhookEnvelope = inline_serializer("WebhookEnvelope", {"webhook": WebhookOutput()})
 WebhookList = inline_serializer(
@@ -37,7 +37,9 @@ WebhookList = inline_serializer(
 PAGE_PARAMS = [
     OpenApiParameter("page", int, description="Page number, from 1."),
     OpenApiParameter("size", int, description="Items per page: 1 to 100 (default 20)."),
+    OpenApiParameter("limit", int, description="The same as `size` (the other lists' name)."),
 ]
+WEBHOOK_LIST_PARAMS = {"page", "size", "limit"}
 
 
 def _endpoints_for(request: Request) -> QuerySet[Endpoint]:
@@ -69,6 +71,11 @@ def _one(endpoint: Endpoint, *, reveal_secret: bool = False, code: int = 200) ->
 def webhooks(request: Request) -> Response:
     if request.method == "POST":
         return _create(request)
+    check_params(
+        request,
+        WEBHOOK_LIST_PARAMS,
+        {"before": "This list is paged by number: send `page` (from 1) and `size`."},
+    )
     page, size = page_params(request)
     qs = _endpoints_for(request).order_by("-created_at", "-id")
     total = qs.count()

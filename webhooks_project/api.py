@@ -256,17 +256,47 @@ def int_param(request: Request, name: str, default: int | None, lo: int, hi: int
     return value
 
 
+def _size(request: Request, name: str, alias: str) -> int:
+    """Items per page from `name` or its `alias` (`limit` and `size` mean the same)."""
+    value = int_param(request, name, None, 1, MAX_PAGE_SIZE)
+    other = int_param(request, alias, None, 1, MAX_PAGE_SIZE)
+    if value is not None and other is not None and value != other:
+        message = f"{name} and {alias} mean the same: send one of them."
+        raise ApiError(400, "invalid_request", message, {alias: message})
+    if value is None:
+        value = other
+    return DEFAULT_PAGE_SIZE if value is None else value
+
+
 def page_params(request: Request) -> tuple[int, int]:
+    """`page` + `size` (myPOS's style); `limit` is taken for `size` too."""
     page = int_param(request, "page", 1, 1, 1_000_000)
-    size = int_param(request, "size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    assert page is not None and size is not None
-    return page, size
+    assert page is not None
+    return page, _size(request, "size", "limit")
 
 
 def limit_param(request: Request) -> int:
-    limit = int_param(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    assert limit is not None
-    return limit
+    """`limit` for the cursor-paged lists; `size` is taken for it too."""
+    return _size(request, "limit", "size")
+
+
+CURSOR_HINT = (
+    "This list is paged with a cursor, not page numbers: send the previous page's "
+    "`next_cursor` as `{cursor}`, and `limit` (or `size`) for the page size."
+)
+
+
+def check_params(request: Request, allowed: set[str], hints: dict[str, str] | None = None) -> None:
+    """Answer 400 naming a query parameter this endpoint does not know.
+
+    Ignoring it silently answered `/events?page=2` with page 1, which looks like success.
+    """
+    for name in request.query_params:
+        if name in allowed:
+            continue
+        hint = (hints or {}).get(name) or f"Known parameters: {', '.join(sorted(allowed))}."
+        message = f"Unknown query parameter '{name}'. {hint}"
+        raise ApiError(400, "invalid_request", message, {name: message})
 
 
 def accepted(body: dict[str, Any]) -> Response:

@@ -181,6 +181,17 @@ OAUTH2_PROVIDER = {
     "DEFAULT_SCOPES": ["api"],
     # Tokens are stored as a SHA-256 checksum only, like API keys: a leaked table signs nothing.
     "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    # Only the client-credentials grant is used; the rest of RFC 9700 (OAuth 2.0 Security
+    # BCP) is switched on too, so `check --deploy` stays clean and nothing weaker is accepted.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
 }
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 API_RATE_LIMIT = config.get_rate("API_RATE_LIMIT", "6000/minute")
