@@ -25,7 +25,7 @@ if not SECRET_KEY:
         raise ImproperlyConfigured(
             "SECRET_KEY: must be set when DEBUG is off (set DEBUG=1 for local development)"
         )
-    SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
+    SECRET_KEY = config.DEV_SECRET_KEY
 # Signing secrets are encrypted at rest with these keys (see endpoints/crypto.py).
 FIELD_ENCRYPTION_KEYS = config.get_fernet_keys("FIELD_ENCRYPTION_KEY")
 if not FIELD_ENCRYPTION_KEYS:
