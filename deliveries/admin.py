@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from deliveries.models import Delivery, DeliveryAttempt, Event
+from webhooks_project.text import deliveries
 
 STATUS_BADGES = {
     "succeeded": "#067647",
@@ -65,7 +66,7 @@ class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.action(description="Resend selected events")
     def resend_events(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
         total = sum(event.resend() for event in queryset)
-        self.message_user(request, f"Scheduled {total} deliveries again.", messages.SUCCESS)
+        self.message_user(request, f"Scheduled {deliveries(total)} again.", messages.SUCCESS)
 
 
 class AttemptInline(admin.TabularInline):
@@ -145,7 +146,7 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.action(description="Retry selected failed deliveries")
     def retry_deliveries(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         count = Delivery.objects.retry_now(queryset)
-        self.message_user(request, f"Scheduled {count} deliveries again.", messages.SUCCESS)
+        self.message_user(request, f"Scheduled {deliveries(count)} again.", messages.SUCCESS)
 
     def get_urls(self) -> list[URLPattern]:
         retry = path(

@@ -27,6 +27,7 @@ from endpoints.models import (
     OAuthClient,
     User,
 )
+from webhooks_project.text import counted
 
 
 @admin.register(Merchant)
@@ -151,7 +152,11 @@ class EndpointAdmin(admin.ModelAdmin):
     @admin.action(description="Retry failed deliveries of selected endpoints")
     def retry_failed_deliveries(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
         total = sum(endpoint.retry_failed() for endpoint in queryset)
-        self.message_user(request, f"Scheduled {total} failed deliveries again.", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"Scheduled {counted(total, 'failed delivery', 'failed deliveries')} again.",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(ApiKey)

@@ -35,6 +35,7 @@ from endpoints.forms import (
     RetryFailedForm,
 )
 from endpoints.models import ApiKey, Category, Endpoint, EventType, Merchant, OAuthClient
+from webhooks_project.text import deliveries as deliveries_text
 
 PAGE_SIZE = 50
 TEST_EXCERPT_CHARS = 500
@@ -362,7 +363,7 @@ def enable_webhook(request: HttpRequest, public_id: str) -> HttpResponse:
 
 
 def _deliveries(count: int) -> str:
-    return f"{count:,} deliver{'y' if count == 1 else 'ies'}"
+    return deliveries_text(count)
 
 
 DISABLED_TEST_MESSAGE = (
