@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from django.test import Client
 from django.utils import timezone
 
 from deliveries.models import Delivery, Event
-from endpoints.models import Endpoint, Merchant, User
+from endpoints.models import ApiKey, Endpoint, Merchant, User
 from tests.conftest import Answer, Receiver
 from tests.test_browser import CHROMIUM, SCREENSHOTS, expect, log_in
 
@@ -154,6 +155,11 @@ def test_it_refuses_a_test_on_a_disabled_webhook(
     expect(result).to_contain_text("This webhook is disabled, so no test was sent")
     expect(result).not_to_contain_text("Test failed")
     shoot(screen, "3-disabled", width)
+    # The API refuses it the same way.
+    api = Client(headers={"authorization": f"Bearer {ApiKey.issue(endpoint.merchant, 'POS')[1]}"})
+    response = api.post(f"/api/v1/webhooks/{endpoint.public_id}/test")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "webhook_disabled"
     assert not Delivery.objects.exists()
     assert receiver.requests == []
 
