@@ -211,6 +211,11 @@ def test_it_says_there_was_no_answer_when_the_connection_fails(
         expect(result).to_contain_text("No answer", timeout=15_000)
         expect(result).not_to_contain_text("empty body")
         shoot(screen, f"5-{name}", width)
+        # The delivery's own page says the same.
+        result.get_by_role("link", name="View delivery").click()
+        response = screen.locator("section.attempt")
+        expect(response).to_contain_text("No answer")
+        expect(response).not_to_contain_text("Empty body")
 
 
 # --- 7. the layout holds at office widths, and the merchant id is shown ------------------------
