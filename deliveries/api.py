@@ -28,9 +28,11 @@ from deliveries.serializers import (
 from endpoints import limits
 from endpoints.models import EventType
 from webhooks_project.api import (
+    CURSOR_HINT,
     ApiError,
     PayloadTooLarge,
     accepted,
+    check_params,
     int_param,
     limit_param,
     merchant_of,
@@ -54,6 +56,9 @@ DeliveryList = inline_serializer(
     },
 )
 LIMIT = OpenApiParameter("limit", int, description="Items per page: 1 to 100 (default 20).")
+SIZE = OpenApiParameter("size", int, description="The same as `limit` (the webhooks list's name).")
+EVENT_PARAMS = {"type", "after", "before", "limit", "size"}
+DELIVERY_PARAMS = {"webhook", "event", "status", "before", "limit", "size"}
 
 
 def _events_for(request: Request) -> QuerySet[Event]:
@@ -93,7 +98,10 @@ def _check_size(request: Request) -> None:
             "before", int, description="Events with a sequence number below this, newest first."
         ),
         LIMIT,
+        SIZE,
     ],
+    description="Events, newest first, or oldest first after a cursor. Unknown query "
+    "parameters (such as `page`) are refused with 400.",
     responses=EventList,
     operation_id="events_list",
 )
@@ -109,6 +117,8 @@ def _check_size(request: Request) -> None:
 def events(request: Request) -> Response:
     if request.method == "POST":
         return _emit(request)
+    hint = CURSOR_HINT.format(cursor="after` (oldest first) or `before")
+    check_params(request, EVENT_PARAMS, {"page": hint, "offset": hint, "cursor": hint})
     qs = _events_for(request)
     event_type = request.query_params.get("type")
     if event_type:
@@ -186,12 +196,17 @@ def event(request: Request, public_id: str) -> Response:
         ),
         OpenApiParameter("before", str, description="The previous page's `next_cursor`."),
         LIMIT,
+        SIZE,
     ],
+    description="Deliveries, newest first. Unknown query parameters (such as `page`) are "
+    "refused with 400.",
     responses=DeliveryList,
     operation_id="deliveries_list",
 )
 @api_view(["GET"])
 def deliveries(request: Request) -> Response:
+    hint = CURSOR_HINT.format(cursor="before")
+    check_params(request, DELIVERY_PARAMS, {"page": hint, "offset": hint, "cursor": hint})
     qs = _deliveries_for(request).order_by("-id")
     params = request.query_params
     if params.get("webhook"):

@@ -173,8 +173,15 @@ class Event(models.Model):
     def type(self) -> str:
         return self.event_type.name
 
-    def envelope(self, *, thin: bool = False) -> dict[str, Any]:
-        """The body receivers get: the brief's envelope; thin payloads omit `data`."""
+    def envelope(self, *, thin: bool = False, style: str = "") -> dict[str, Any]:
+        """The body receivers get: the brief's envelope; thin payloads omit `data`.
+
+        The flat style is SalesPlay's shape: `merchant_id`, `type` and `created_at`
+        ("2025-06-30 12:54:31", UTC), then the data's own keys at the top level.
+        """
+        style = style or ("thin" if thin else "full")
+        if style == "flat":
+            return self._flat_envelope()
         body: dict[str, Any] = {
             "id": self.public_id,
             "type": self.event_type.name,
@@ -184,16 +191,30 @@ class Event(models.Model):
             "merchant_id": self.merchant.public_id,
             "sequence": self.sequence,
         }
-        if not thin:
+        if style != "thin":
             body["data"] = self.data
         return body
 
-    def body(self, *, thin: bool = False) -> bytes:
+    def _flat_envelope(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "merchant_id": self.merchant.public_id,
+            "type": self.event_type.name,
+            "created_at": self.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        if isinstance(self.data, dict):
+            # The envelope's keys win, so data can never pose as another merchant or type.
+            body.update((k, v) for k, v in self.data.items() if k not in body)
+        else:
+            body["data"] = self.data
+        return body
+
+    def body(self, *, thin: bool = False, style: str = "") -> bytes:
         """The exact bytes receivers get; cached, since every endpoint gets the same ones."""
+        style = style or ("thin" if thin else "full")
         cache = self.__dict__.setdefault("_bodies", {})
-        if thin not in cache:
-            cache[thin] = json.dumps(self.envelope(thin=thin), separators=(",", ":")).encode()
-        return cache[thin]
+        if style not in cache:
+            cache[style] = json.dumps(self.envelope(style=style), separators=(",", ":")).encode()
+        return cache[style]
 
     def resend(self) -> int:
         """Send this event again to every endpoint it went to (`deliveries.engine.resend`)."""
@@ -304,11 +325,11 @@ class Delivery(models.Model):
     def build_request(self, now: int | None = None) -> tuple[bytes, dict[str, str]]:
         """The exact body and headers of the next attempt, signed for this moment."""
         if self.endpoint_id:
-            thin = self.endpoint.payload_style == Endpoint.PayloadStyle.THIN
+            style = self.endpoint.payload_style
             secrets_ = self.endpoint.signing_secrets()
         else:
-            thin, secrets_ = False, [self.merchant_secret()]
-        body = self.event.body(thin=thin)
+            style, secrets_ = Endpoint.PayloadStyle.FULL, [self.merchant_secret()]
+        body = self.event.body(style=style)
         timestamp = now or int(time.time())
         headers = {"content-type": "application/json"}
         headers.update(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from django.http import QueryDict
 from rest_framework import serializers
 
@@ -20,6 +22,19 @@ from deliveries.models import (
 )
 from endpoints.models import EventType
 from endpoints.validators import validate_webhook_url
+
+
+class Timestamp(serializers.DateTimeField):
+    """UTC to the millisecond with a Z, exactly as `created_at` in webhook bodies.
+
+    One precision everywhere: DRF's default wrote microseconds here while bodies had
+    milliseconds, so the same event's `created_at` did not compare equal.
+    """
+
+    def to_representation(self, value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class JsonValueField(serializers.JSONField):
@@ -82,15 +97,20 @@ class DeliveryOutput(serializers.Serializer):
     last_status_code = serializers.IntegerField(allow_null=True)
     last_error = serializers.CharField()
     last_duration_ms = serializers.IntegerField(allow_null=True)
-    next_attempt_at = serializers.DateTimeField(allow_null=True)
-    created_at = serializers.DateTimeField()
-    completed_at = serializers.DateTimeField(allow_null=True)
+    next_attempt_at = Timestamp(allow_null=True)
+    created_at = Timestamp()
+    completed_at = Timestamp(allow_null=True)
 
     def get_url(self, delivery: Delivery) -> str:
         return mask_url(delivery.target_url)
 
 
 class AttemptOutput(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.DateTimeField: Timestamp,
+    }
+
     class Meta:
         model = DeliveryAttempt
         # The columns the engine writes, less the foreign key the API shows as a parent.
@@ -104,7 +124,7 @@ class DeliveryDetail(DeliveryOutput):
 class EventOutput(serializers.Serializer):
     id = serializers.CharField(source="public_id")
     type = serializers.CharField(source="event_type.name")
-    created_at = serializers.DateTimeField()
+    created_at = Timestamp()
     merchant_id = serializers.CharField(source="merchant.public_id")
     sequence = serializers.IntegerField()
     data = serializers.JSONField()

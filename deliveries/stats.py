@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Q
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from deliveries.models import Delivery
@@ -38,20 +38,41 @@ class Counts:
     succeeded: int = 0
     failed: int = 0
     other: int = 0
+    # Filled for whole windows only (the table and the page's headline), not per hour:
+    # pending deliveries that already failed at least once, and attempts made in all.
+    retrying: int = 0
+    attempts: int = 0
 
     @property
     def total(self) -> int:
         return self.succeeded + self.failed + self.other
 
     @property
+    def tried(self) -> int:
+        """Deliveries with an outcome so far: succeeded, failed, or failed and retrying."""
+        return self.succeeded + self.failed + self.retrying
+
+    @property
     def success_rate(self) -> float | None:
-        """Succeeded out of those with an outcome, in percent; None before any outcome."""
-        done = self.succeeded + self.failed
-        return None if done == 0 else 100.0 * self.succeeded / done
+        """Succeeded out of those tried, in percent; None before any attempt.
+
+        A delivery that is retrying after a 500 counts against the rate: leaving it out
+        showed "100% succeeded" for a webhook whose every delivery was failing.
+        """
+        return None if self.tried == 0 else 100.0 * self.succeeded / self.tried
+
+    @property
+    def failed_attempts(self) -> int:
+        """Attempts that did not succeed: every attempt but the one that succeeded."""
+        return max(self.attempts - self.succeeded, 0)
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(
-            self.succeeded + other.succeeded, self.failed + other.failed, self.other + other.other
+            self.succeeded + other.succeeded,
+            self.failed + other.failed,
+            self.other + other.other,
+            self.retrying + other.retrying,
+            self.attempts + other.attempts,
         )
 
 
@@ -124,6 +145,24 @@ def hourly(endpoint_id: int, now: datetime | None = None) -> list[Bucket]:
 
 
 def last_24_hours(endpoint_ids: Iterable[int], now: datetime | None = None) -> dict[int, Counts]:
-    """The last 24 hours of each endpoint, for the Webhook Management table."""
-    edges = [window_start(now or timezone.now()), now or timezone.now()]
-    return {pk: counts_between(pk, edges)[0] for pk in endpoint_ids}
+    """The last 24 hours of each endpoint, with retrying deliveries and attempts counted."""
+    now = now or timezone.now()
+    edges = [window_start(now), now]
+    result = {}
+    for pk in endpoint_ids:
+        counts = counts_between(pk, edges)[0]
+        _add_attempt_totals(pk, edges[0], counts)
+        result[pk] = counts
+    return result
+
+
+def _add_attempt_totals(endpoint_id: int, since: datetime, counts: Counts) -> None:
+    low = _first_id_at_or_after(endpoint_id, since)
+    if low is None:
+        return
+    totals = Delivery.objects.filter(endpoint_id=endpoint_id, id__gte=low).aggregate(
+        retrying=Count("id", filter=Q(status=Delivery.Status.PENDING, attempts__gt=0)),
+        attempts=Sum("attempts"),
+    )
+    counts.retrying = totals["retrying"] or 0
+    counts.attempts = totals["attempts"] or 0

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Prefetch
+from django.db import transaction
+from django.db.models import Count, Prefetch, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,7 +19,7 @@ from django.views.decorators.http import require_POST, require_safe
 from deliveries import engine
 from deliveries.http import mask_url
 from deliveries.models import Delivery, DeliveryAttempt, Event
-from endpoints.models import EventType
+from endpoints.models import Endpoint, EventType
 from endpoints.views import keyset_page, merchant_for_user, query_without, redirect_back
 
 ATTEMPTS_PAGE_SIZE = 20
@@ -153,20 +155,62 @@ def event(request: HttpRequest, public_id: str) -> HttpResponse:
         "event": event,
         "deliveries": deliveries,
         "payload": json.dumps(event.envelope(), indent=2, ensure_ascii=False),
+        "plan": _resend_plan(event),
     }
     return render(request, "events/detail.html", context)
+
+
+@dataclass
+class ResendPlan:
+    """Who a resend would reach, for the confirmation and for the resend itself."""
+
+    unsucceeded: int  # failed or cancelled deliveries to enabled webhooks
+    succeeded: int  # deliveries that already succeeded (sent again only when asked)
+    new_subscribers: list[int]  # enabled webhooks that get this type now and never got it
+
+
+def _resend_plan(event: Event) -> ResendPlan:
+    to_enabled = event.deliveries.filter(Q(endpoint__isnull=True) | Q(endpoint__is_enabled=True))
+    had = set(event.deliveries.values_list("endpoint_id", flat=True))
+    current = Endpoint.objects.subscriber_ids(event.merchant, event.event_type)
+    return ResendPlan(
+        unsucceeded=to_enabled.filter(
+            status__in=[Delivery.Status.FAILED, Delivery.Status.CANCELLED]
+        ).count(),
+        succeeded=to_enabled.filter(status=Delivery.Status.SUCCEEDED).count(),
+        new_subscribers=[pk for pk in current if pk not in had],
+    )
+
+
+def _send_to_new_subscribers(event: Event, endpoint_ids: list[int]) -> int:
+    """New deliveries to webhooks that did not exist or subscribe when the event happened."""
+    with transaction.atomic():
+        engine.create_deliveries(event, [(pk, "") for pk in endpoint_ids])
+    return len(endpoint_ids)
+
+
+@login_required
+@require_safe
+def confirm_resend_event(request: HttpRequest, public_id: str) -> HttpResponse:
+    event = _get_event_for_user(request, public_id)
+    return render(request, "events/resend.html", {"event": event, "plan": _resend_plan(event)})
 
 
 @login_required
 @require_POST
 def resend_event(request: HttpRequest, public_id: str) -> HttpResponse:
     event = _get_event_for_user(request, public_id)
-    count = event.resend()
+    plan = _resend_plan(event)
+    # By default only to the webhooks that did not get it: one that already answered 2xx
+    # gets a duplicate only when the merchant asks for it.
+    include_succeeded = request.POST.get("include_succeeded") == "1"
+    count = engine.retry_now(event.deliveries.all(), include_succeeded=include_succeeded)
+    count += _send_to_new_subscribers(event, plan.new_subscribers)
     if count:
         noun = "webhook" if count == 1 else "webhooks"
         messages.success(request, f"Event {event.public_id} will be sent again to {count} {noun}.")
-    elif event.deliveries.exists():
+    elif event.deliveries.filter(status__in=["pending", "delivering"]).exists():
         messages.info(request, "Every delivery of this event is still in progress.")
     else:
-        messages.info(request, "No webhook got this event, so there is nothing to resend.")
+        messages.info(request, "Nothing to resend: every webhook that gets this event has it.")
     return redirect("event", event.public_id)

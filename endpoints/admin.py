@@ -24,8 +24,10 @@ from endpoints.models import (
     LoyaltyApp,
     LoyaltyCall,
     Merchant,
+    OAuthClient,
     User,
 )
+from webhooks_project.text import counted
 
 
 @admin.register(Merchant)
@@ -190,7 +192,11 @@ class EndpointAdmin(admin.ModelAdmin):
     @admin.action(description="Retry failed deliveries of selected endpoints")
     def retry_failed_deliveries(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
         total = sum(endpoint.retry_failed() for endpoint in queryset)
-        self.message_user(request, f"Scheduled {total} failed deliveries again.", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"Scheduled {counted(total, 'failed delivery', 'failed deliveries')} again.",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(ApiKey)
@@ -202,6 +208,20 @@ class ApiKeyAdmin(admin.ModelAdmin):
     # Only the hash is stored; staff see the prefix and can revoke, never the key.
     readonly_fields = ["merchant", "name", "prefix", "created_at", "created_by", "last_used_at"]
     exclude = ["key_hash"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(OAuthClient)
+class OAuthClientAdmin(admin.ModelAdmin):
+    list_display = ["name", "merchant", "client_id", "created_at"]
+    list_filter = ["merchant"]
+    list_select_related = ["merchant", "application"]
+    search_fields = ["name", "merchant__name", "application__client_id"]
+    # The secret is stored hashed by the toolkit; staff can only see and delete clients.
+    readonly_fields = ["merchant", "name", "client_id", "created_at", "created_by"]
+    exclude = ["application"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -22,6 +22,7 @@ from webhooks_project.api import (
     JSONParser,
     accepted,
     busy_error,
+    check_params,
     merchant_of,
     page_params,
 )
@@ -44,7 +45,9 @@ WebhookList = inline_serializer(
 PAGE_PARAMS = [
     OpenApiParameter("page", int, description="Page number, from 1."),
     OpenApiParameter("size", int, description="Items per page: 1 to 100 (default 20)."),
+    OpenApiParameter("limit", int, description="The same as `size` (the other lists' name)."),
 ]
+WEBHOOK_LIST_PARAMS = {"page", "size", "limit"}
 
 
 def _endpoints_for(request: Request) -> QuerySet[Endpoint]:
@@ -80,6 +83,11 @@ def _one(endpoint: Endpoint, *, reveal_secret: bool = False, code: int = 200) ->
 def webhooks(request: Request) -> Response:
     if request.method == "POST":
         return _create(request)
+    check_params(
+        request,
+        WEBHOOK_LIST_PARAMS,
+        {"before": "This list is paged by number: send `page` (from 1) and `size`."},
+    )
     page, size = page_params(request)
     qs = _endpoints_for(request).order_by("-created_at", "-id")
     total = qs.count()
@@ -181,6 +189,11 @@ class TestInput(serializers.Serializer):
 def webhook_test(request: Request, public_id: str) -> Response:
     """Send a `webhook.test` event now and answer with the receiver's response."""
     endpoint = _get_endpoint_for_key(request, public_id)
+    if not endpoint.is_enabled:
+        # Refused, not queued: a disabled webhook gets nothing, so a test would wait forever.
+        raise ApiError(
+            409, "webhook_disabled", "This webhook is disabled: enable it to send a test."
+        )
     form = TestInput(data=request.data)
     form.is_valid(raise_exception=True)
     type_name = form.validated_data.get("event_type", "")

@@ -25,6 +25,10 @@ LOG_MODE_HELP = {
 PAYLOAD_HELP = {
     Endpoint.PayloadStyle.FULL: "The body carries the event's data.",
     Endpoint.PayloadStyle.THIN: "Only the event's id and type; fetch the data from the API.",
+    Endpoint.PayloadStyle.FLAT: (
+        "SalesPlay's shape: merchant_id, type, created_at and the data's own keys, "
+        "all at the top level."
+    ),
 }
 RETRY_HELP = {
     Endpoint.RetryPolicy.EXPONENTIAL: (
@@ -138,13 +142,22 @@ class EndpointForm(SignedTargetForm):
         label="Events",
         queryset=EventType.objects.filter(is_active=True).select_related("category"),
         widget=forms.CheckboxSelectMultiple,
-        error_messages={"required": "Choose at least one event."},
+        # None checked means every event, including types added later (Svix's convention).
+        required=False,
+        help_text="Leave all unchecked to get every event, including ones added later.",
     )
     secret = forms.CharField(
         label="Signing secret",
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="Leave empty and we generate a strong one (recommended).",
+    )
+    # SalesPlay: "will send a sample POST request to verify that your webhook URL is working".
+    send_test = forms.BooleanField(
+        label="Send a test now",
+        required=False,
+        initial=True,
+        help_text="A webhook.test event goes to the URL on save; the answer shows next.",
     )
 
     class Meta:
@@ -227,6 +240,14 @@ class DeliveryFilterForm(forms.Form):
         self.fields["event_type"].choices = [("", "All events")] + [
             (t.name, t.name) for t in event_types
         ]
+
+
+class OAuthClientForm(forms.Form):
+    name = forms.CharField(
+        label="Client name",
+        max_length=100,
+        help_text="What uses this client, e.g. “myPOS integration”.",
+    )
 
 
 class ApiKeyForm(forms.ModelForm):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from deliveries import signing
@@ -141,18 +141,25 @@ class EndpointQuerySet(models.QuerySet["Endpoint"]):
         return self.filter(merchant=merchant)
 
     def subscriber_ids(self, merchant: Merchant, event_type: EventType) -> list[int]:
-        """Ids of the merchant's enabled endpoints subscribed to a type, in id order.
+        """Ids of the merchant's enabled endpoints that get a type, in id order.
+
+        An endpoint subscribed to no type gets every type (Svix's convention, and what a
+        myPOS integrator who creates a webhook with only `payload_url` expects).
 
         Emit's hot path: one plain query, as building it with the ORM cost as much as the
         rest of an emit's reads.
         """
         qn = connection.ops.quote_name
         link = Endpoint.event_types.through._meta
+        link_table = qn(link.db_table)
+        link_endpoint = qn(link.get_field("endpoint").column)
         sql = (
             f"SELECT e.id FROM {qn(Endpoint._meta.db_table)} e "
-            f"JOIN {qn(link.db_table)} s ON s.{qn(link.get_field('endpoint').column)} = e.id "
-            f"WHERE e.merchant_id = %s AND e.is_enabled AND "
-            f"s.{qn(link.get_field('eventtype').column)} = %s ORDER BY e.id"
+            f"WHERE e.merchant_id = %s AND e.is_enabled AND ("
+            f"EXISTS (SELECT 1 FROM {link_table} s WHERE s.{link_endpoint} = e.id "
+            f"AND s.{qn(link.get_field('eventtype').column)} = %s) "
+            f"OR NOT EXISTS (SELECT 1 FROM {link_table} a WHERE a.{link_endpoint} = e.id)"
+            f") ORDER BY e.id"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, [merchant.pk, event_type.pk])
@@ -183,6 +190,7 @@ class Endpoint(models.Model):
     class PayloadStyle(models.TextChoices):
         FULL = "full", "Full"
         THIN = "thin", "Thin"
+        FLAT = "flat", "Flat"
 
     public_id = models.CharField(max_length=40, unique=True, default=_endpoint_id, editable=False)
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="endpoints")
@@ -487,6 +495,84 @@ class ApiKey(models.Model):
         if self.revoked_at is None:
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
+
+
+class OAuthClient(models.Model):
+    """A merchant's OAuth 2.0 client (client-credentials grant), as myPOS integrators use.
+
+    django-oauth-toolkit's Application issues the tokens; this row scopes it to one
+    merchant, so a token it issued reaches that merchant's data and nothing else.
+    """
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="oauth_clients")
+    application = models.OneToOneField(
+        settings.OAUTH2_PROVIDER_APPLICATION_MODEL,
+        on_delete=models.CASCADE,
+        related_name="merchant_client",
+    )
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "OAuth client"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.client_id})"
+
+    @property
+    def client_id(self) -> str:
+        return self.application.client_id
+
+    @classmethod
+    def issue(
+        cls, merchant: Merchant, name: str, created_by: User | None = None
+    ) -> tuple[OAuthClient, str]:
+        """Create a client; returns it with the raw secret, which is stored hashed only."""
+        from oauth2_provider.generators import generate_client_secret
+        from oauth2_provider.models import get_application_model
+
+        application_model = get_application_model()
+        raw_secret = generate_client_secret()
+        with transaction.atomic():
+            application = application_model.objects.create(
+                name=f"{merchant.public_id}: {name}"[:255],
+                client_type=application_model.CLIENT_CONFIDENTIAL,
+                authorization_grant_type=application_model.GRANT_CLIENT_CREDENTIALS,
+                client_secret=raw_secret,
+                hash_client_secret=True,
+            )
+            client = cls.objects.create(
+                merchant=merchant, application=application, name=name, created_by=created_by
+            )
+        return client, raw_secret
+
+    def delete_with_tokens(self) -> None:
+        """Remove the client; its application and every token it issued go with it."""
+        self.application.delete()
+
+
+def merchant_for_oauth_token(raw_token: str) -> Merchant | None:
+    """The merchant of an unexpired, unrevoked access token, or None.
+
+    Only the token's SHA-256 checksum is stored (OAUTH2_PROVIDER's RFC 9700 storage).
+    """
+    from oauth2_provider.models import get_access_token_model
+
+    checksum = hashlib.sha256(raw_token.encode()).hexdigest()
+    token = (
+        get_access_token_model()
+        .objects.filter(token_checksum=checksum, expires__gt=timezone.now())
+        .select_related("application__merchant_client__merchant")
+        .first()
+    )
+    if token is None or token.application is None:
+        return None
+    client = getattr(token.application, "merchant_client", None)
+    return client.merchant if client is not None else None
 
 
 def test_data(endpoint: Endpoint) -> dict[str, Any]:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 SAMPLE_EVENT_ID = "evt_2f6rq8kd1m0x7cvb5ny3hw4a"
 SAMPLE_CREATED_AT = "2025-06-30T12:54:31.000Z"
+SAMPLE_FLAT_CREATED_AT = "2025-06-30 12:54:31"
 
 
 class NoEventYet(ValueError):
@@ -35,6 +36,21 @@ def sample_body(event_type: EventType, merchant: Merchant | None = None) -> str:
         "sequence": 42,
         "data": event_type.sample,
     }
+    return json.dumps(envelope, indent=2, ensure_ascii=False)
+
+
+def sample_flat_body(event_type: EventType, merchant: Merchant | None = None) -> str:
+    """The same event in the flat style (SalesPlay's shape): the data's keys at the top."""
+    envelope = {
+        "merchant_id": merchant.public_id if merchant else "mrc_...",
+        "type": event_type.name,
+        "created_at": SAMPLE_FLAT_CREATED_AT,
+    }
+    sample = event_type.sample
+    if isinstance(sample, dict):
+        envelope.update((k, v) for k, v in sample.items() if k not in envelope)
+    else:
+        envelope["data"] = sample
     return json.dumps(envelope, indent=2, ensure_ascii=False)
 
 
@@ -178,7 +194,8 @@ if (!verify_webhook($body, $headers)) {
     exit;
 }
 $event = json_decode($body, true);
-// ... handle $event["type"] and $event["data"] here, then answer quickly:
+// ... handle $event["type"] and $event["data"] here (flat payloads: the data's own keys,
+// e.g. $event["inventory_levels"], sit beside $event["type"]), then answer quickly:
 http_response_code(200);
 """
 

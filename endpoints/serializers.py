@@ -7,6 +7,7 @@ Our own settings (category, log mode, retries, payload style, timeout) sit besid
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -176,7 +177,31 @@ class WebhookOutput(serializers.Serializer):
         return CircuitBreakerOutput(endpoint).data
 
 
+@extend_schema_field(OpenApiTypes.STR)
+class SinceField(serializers.Field):
+    """What `manage.py recover_deliveries --since` takes: 24h, 7d, 30m, or an ISO date-time."""
+
+    def to_internal_value(self, data: Any) -> datetime:
+        from django.core.management import CommandError
+
+        from deliveries.management.commands.recover_deliveries import parse_since
+
+        if not isinstance(data, str) or not data.strip():
+            raise serializers.ValidationError("Expected 24h, 7d, 30m or an ISO date-time.")
+        try:
+            return parse_since(data)
+        except CommandError:
+            raise serializers.ValidationError(
+                f"Expected 24h, 7d, 30m or an ISO date-time, got {data!r}."
+            ) from None
+
+    def to_representation(self, value: datetime) -> str:
+        return value.isoformat()
+
+
 class RecoverInput(serializers.Serializer):
-    since = serializers.DateTimeField(
-        help_text="Retry failed deliveries created at or after this time (ISO 8601)."
+    since = SinceField(
+        help_text="Retry failed deliveries created at or after this time: a duration back "
+        "from now (24h, 7d, 30m, as `manage.py recover_deliveries --since`) or an ISO 8601 "
+        "date or date-time (UTC unless it says otherwise)."
     )

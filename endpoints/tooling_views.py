@@ -366,6 +366,7 @@ def catalogue(request: HttpRequest) -> HttpResponse:
     for category in categories:
         for event_type in category.types:
             event_type.sample_body = samples.sample_body(event_type, merchant)
+            event_type.sample_flat_body = samples.sample_flat_body(event_type, merchant)
     return render(
         request,
         "catalogue/page.html",

@@ -33,6 +33,11 @@ urlpatterns = [
     path("webhooks/<str:public_id>/enable/", views.enable_webhook, name="enable_webhook"),
     path("webhooks/<str:public_id>/test/", views.send_test, name="send_test"),
     path("webhooks/<str:public_id>/secret/reveal/", views.reveal_secret, name="reveal_secret"),
+    path(
+        "webhooks/<str:public_id>/secret/rotate/confirm/",
+        views.confirm_rotate_secret,
+        name="confirm_rotate_secret",
+    ),
     path("webhooks/<str:public_id>/secret/rotate/", views.rotate_secret, name="rotate_secret"),
     path("webhooks/<str:public_id>/retry-failed/", views.retry_failed, name="retry_failed"),
     # Deliveries and events
@@ -40,6 +45,11 @@ urlpatterns = [
     path("deliveries/<str:public_id>/retry/", delivery_views.retry_delivery, name="retry_delivery"),
     path("events/", delivery_views.events, name="events"),
     path("events/<str:public_id>/", delivery_views.event, name="event"),
+    path(
+        "events/<str:public_id>/resend/confirm/",
+        delivery_views.confirm_resend_event,
+        name="confirm_resend_event",
+    ),
     path("events/<str:public_id>/resend/", delivery_views.resend_event, name="resend_event"),
     # API keys (ApiKey has no public id; the ownership helper scopes the pk to the merchant)
     path("api-keys/", views.api_keys, name="api_keys"),
@@ -50,6 +60,17 @@ urlpatterns = [
         name="confirm_revoke_api_key",
     ),
     path("api-keys/<int:key_id>/revoke/", views.revoke_api_key, name="revoke_api_key"),
+    path("api-keys/oauth/create/", views.create_oauth_client, name="create_oauth_client"),
+    path(
+        "api-keys/oauth/<int:client_id>/delete/confirm/",
+        views.confirm_delete_oauth_client,
+        name="confirm_delete_oauth_client",
+    ),
+    path(
+        "api-keys/oauth/<int:client_id>/delete/",
+        views.delete_oauth_client,
+        name="delete_oauth_client",
+    ),
     # Request inspector: the dashboard pages, and the public URL that catches requests
     path("inspector/", tooling_views.inspectors, name="inspectors"),
     path("inspector/create/", tooling_views.create_inspector, name="create_inspector"),

@@ -27,8 +27,15 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from deliveries import stats
 from deliveries.models import Delivery
 from endpoints import limits, outbound, samples
-from endpoints.forms import ApiKeyForm, DeliveryFilterForm, EndpointForm, RetryFailedForm
-from endpoints.models import ApiKey, Category, Endpoint, EventType, Merchant
+from endpoints.forms import (
+    ApiKeyForm,
+    DeliveryFilterForm,
+    EndpointForm,
+    OAuthClientForm,
+    RetryFailedForm,
+)
+from endpoints.models import ApiKey, Category, Endpoint, EventType, Merchant, OAuthClient
+from webhooks_project.text import deliveries as deliveries_text
 
 PAGE_SIZE = 50
 TEST_EXCERPT_CHARS = 500
@@ -132,6 +139,14 @@ def _get_api_key_for_user(request: HttpRequest, key_id: int) -> ApiKey:
     return get_object_or_404(ApiKey, pk=key_id, merchant=merchant_for_user(request))
 
 
+def _get_oauth_client_for_user(request: HttpRequest, client_id: int) -> OAuthClient:
+    return get_object_or_404(
+        OAuthClient.objects.select_related("application"),
+        pk=client_id,
+        merchant=merchant_for_user(request),
+    )
+
+
 # --- pages ------------------------------------------------------------------------------------
 
 
@@ -151,21 +166,26 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     event_types = list(EventType.objects.filter(is_active=True).select_related("category"))
     filters = {k: request.GET.get(k, "") for k in ("category", "event", "status")}
 
-    latest = Delivery.objects.filter(endpoint=OuterRef("pk")).order_by("-id")
+    # "Last delivery" is the outcome of the last attempt, not the newest delivery (which
+    # may not have been tried yet). By id, so the (endpoint, -id) index serves it.
+    latest = Delivery.objects.filter(endpoint=OuterRef("pk"), attempts__gt=0).order_by("-id")
     qs = (
         Endpoint.objects.for_merchant(merchant)
         .select_related("category")
         .prefetch_related(Prefetch("event_types", EventType.objects.order_by("name")))
         .annotate(
-            last_delivery_at=Subquery(latest.values("created_at")[:1]),
-            last_delivery_status=Subquery(latest.values("status")[:1]),
+            last_attempt_at=Subquery(latest.values("last_attempt_at")[:1]),
+            last_attempt_status=Subquery(latest.values("status")[:1]),
+            last_attempt_code=Subquery(latest.values("last_status_code")[:1]),
+            last_attempt_error=Subquery(latest.values("last_error")[:1]),
         )
     )
     has_any = qs.exists()
     if filters["category"]:
         qs = qs.filter(category__slug=filters["category"])
     if filters["event"]:
-        qs = qs.filter(event_types__name=filters["event"])
+        # A webhook with no subscribed types gets every event, so it matches any type.
+        qs = qs.filter(Q(event_types__name=filters["event"]) | Q(event_types__isnull=True))
     if filters["status"] == "enabled":
         qs = qs.filter(is_enabled=True)
     elif filters["status"] == "disabled":
@@ -203,8 +223,29 @@ def add_webhook(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Webhook added: {endpoint.masked_url}")
+            _test_on_save(request, endpoint, form)
             return redirect("webhook", endpoint.public_id)
     return render(request, "webhooks/form.html", {"form": form, "endpoint": None})
+
+
+def _test_on_save(request: HttpRequest, endpoint: Endpoint, form: EndpointForm) -> None:
+    """SalesPlay sends a sample POST on setup: "Send a test now", with its outcome next page."""
+    if not form.cleaned_data.get("send_test"):
+        return
+    if not endpoint.is_enabled:
+        messages.info(request, "No test was sent: this webhook is disabled.")
+        return
+    try:
+        with outbound.merchant_slot(endpoint.merchant):
+            delivery = endpoint.send_test()
+    except outbound.Busy as exc:
+        messages.error(request, f"No test was sent: {exc}")
+        return
+    summary = _test_summary(endpoint, delivery)
+    if delivery.status == Delivery.Status.SUCCEEDED:
+        messages.success(request, summary)
+    else:
+        messages.error(request, summary)
 
 
 @login_required
@@ -215,6 +256,7 @@ def edit_webhook(request: HttpRequest, public_id: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, "Webhook saved.")
+        _test_on_save(request, endpoint, form)
         return redirect("webhook", endpoint.public_id)
     return render(request, "webhooks/form.html", {"form": form, "endpoint": endpoint})
 
@@ -223,9 +265,11 @@ def _render_detail(
     request: HttpRequest, endpoint: Endpoint, *, revealed_secret: bool = False
 ) -> HttpResponse:
     buckets = stats.hourly(endpoint.pk)
-    day = sum((b.counts for b in buckets), stats.Counts())
+    day = stats.last_24_hours([endpoint.pk])[endpoint.pk]
     # The types this endpoint gets, and the test event that any endpoint can get.
     type_choices = EventType.objects.filter(Q(endpoints=endpoint) | Q(name="webhook.test"))
+    if not endpoint.event_types.exists():
+        type_choices = EventType.objects.all()  # no subscribed types: it gets every event
     filter_form = DeliveryFilterForm(
         request.GET or None, event_types=type_choices.distinct().order_by("name")
     )
@@ -329,13 +373,22 @@ def enable_webhook(request: HttpRequest, public_id: str) -> HttpResponse:
 
 
 def _deliveries(count: int) -> str:
-    return f"{count:,} deliver{'y' if count == 1 else 'ies'}"
+    return deliveries_text(count)
+
+
+DISABLED_TEST_MESSAGE = (
+    "This webhook is disabled, so no test was sent. Enable it first: a test goes through "
+    "the same path as real events."
+)
 
 
 @login_required
 @require_POST
 def send_test(request: HttpRequest, public_id: str) -> HttpResponse:
     endpoint = _get_endpoint_for_user(request, public_id)
+    # Refused, not queued: a disabled webhook gets nothing, so a test would wait forever.
+    if not endpoint.is_enabled:
+        return _test_refused(request, endpoint, DISABLED_TEST_MESSAGE)
     # Optional: the data of the merchant's latest real event of this type, not the sample.
     type_name = request.POST.get("event_type", "")
     try:
@@ -343,30 +396,74 @@ def send_test(request: HttpRequest, public_id: str) -> HttpResponse:
             delivery = samples.send_test(endpoint, type_name)
     except (samples.NoEventYet, outbound.Busy) as exc:
         status = 429 if isinstance(exc, outbound.Busy) else 200
-        if is_inline(request):
-            return HttpResponse(format_html('<p class="field-error">{}</p>', exc), status=status)
-        messages.error(request, str(exc))
-        return redirect_back(request, reverse("webhook", args=[endpoint.public_id]))
+        return _test_refused(request, endpoint, str(exc), status=status)
+    endpoint.refresh_from_db()
     attempt = delivery.attempt_log.first()
     context = {
         "endpoint": endpoint,
         "delivery": delivery,
         "ok": delivery.status == Delivery.Status.SUCCEEDED,
+        "answered": answered(delivery),
         "excerpt": attempt.response_body[:TEST_EXCERPT_CHARS] if attempt else None,
         "logged": attempt is not None,
         "from_event": type_name,
+        "disabled_by_test": _disabled_by_test(endpoint, delivery),
     }
     if is_inline(request):
         # The answer appears right under the button; a flash message as well would only
         # show up later, on whatever page is loaded next.
         return render(request, "webhooks/_test_result.html", context)
-    code = delivery.last_status_code or "no answer"
-    summary = f"Test sent to {endpoint.masked_url}: {code} in {delivery.last_duration_ms} ms."
+    summary = _test_summary(endpoint, delivery)
     if context["ok"]:
         messages.success(request, summary)
     else:
-        messages.error(request, f"{summary} {delivery.last_error}".strip())
+        messages.error(request, summary)
     return redirect_back(request, reverse("webhook", args=[endpoint.public_id]))
+
+
+def _test_refused(
+    request: HttpRequest, endpoint: Endpoint, message: str, *, status: int = 200
+) -> HttpResponse:
+    if is_inline(request):
+        return HttpResponse(format_html('<p class="field-error">{}</p>', message), status=status)
+    messages.error(request, message)
+    return redirect_back(request, reverse("webhook", args=[endpoint.public_id]))
+
+
+def answered(delivery: Delivery) -> bool:
+    """True when the receiver sent an HTTP answer at all.
+
+    A timeout is recorded as 408 (DealPOS) and a refused connection with no code, both with
+    the transport's message as the error; a real answer's error is only "HTTP <code>".
+    """
+    code = delivery.last_status_code
+    return code is not None and delivery.last_error in ("", f"HTTP {code}")
+
+
+def _disabled_by_test(endpoint: Endpoint, delivery: Delivery) -> bool:
+    return (
+        not endpoint.is_enabled
+        and endpoint.disabled_reason == Endpoint.DisabledReason.GONE
+        and delivery.last_status_code == 410
+    )
+
+
+def _test_summary(endpoint: Endpoint, delivery: Delivery) -> str:
+    """One line for a flash message: what the receiver answered to a test."""
+    ms = delivery.last_duration_ms or 0
+    if delivery.status == Delivery.Status.SUCCEEDED:
+        outcome = f"answered {delivery.last_status_code} in {ms} ms"
+    elif answered(delivery):
+        outcome = f"failed: it answered {delivery.last_status_code} in {ms} ms"
+    else:
+        outcome = f"failed: no answer ({delivery.last_error or 'no response'})"
+    summary = f"Test sent to {endpoint.masked_url}: {outcome}."
+    endpoint.refresh_from_db(fields=["is_enabled", "disabled_reason"])
+    if _disabled_by_test(endpoint, delivery):
+        summary += " The receiver answered 410 Gone, so the webhook was disabled."
+    elif delivery.status == Delivery.Status.PENDING:
+        summary += " It will be retried by the webhook's retry policy."
+    return summary
 
 
 @login_required
@@ -384,6 +481,13 @@ def reveal_secret(request: HttpRequest, public_id: str) -> HttpResponse:
             request, "webhooks/_secret.html", {"endpoint": endpoint, "revealed_secret": True}
         )
     return _render_detail(request, endpoint, revealed_secret=True)
+
+
+@login_required
+@require_safe
+def confirm_rotate_secret(request: HttpRequest, public_id: str) -> HttpResponse:
+    endpoint = _get_endpoint_for_user(request, public_id)
+    return render(request, "webhooks/rotate.html", {"endpoint": endpoint})
 
 
 @login_required
@@ -421,15 +525,30 @@ def retry_failed(request: HttpRequest, public_id: str) -> HttpResponse:
 # --- API keys ---------------------------------------------------------------------------------
 
 
-def _render_api_keys(request: HttpRequest, form: ApiKeyForm, status: int = 200) -> HttpResponse:
-    keys = ApiKey.objects.filter(merchant=merchant_for_user(request)).select_related("created_by")
-    return render(request, "api_keys/list.html", {"keys": keys, "form": form}, status=status)
+def _render_api_keys(
+    request: HttpRequest,
+    form: ApiKeyForm | None = None,
+    client_form: OAuthClientForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    merchant = merchant_for_user(request)
+    keys = ApiKey.objects.filter(merchant=merchant).select_related("created_by")
+    clients = OAuthClient.objects.filter(merchant=merchant).select_related(
+        "application", "created_by"
+    )
+    context = {
+        "keys": keys,
+        "clients": clients,
+        "form": form or ApiKeyForm(),
+        "client_form": client_form or OAuthClientForm(prefix="client"),
+    }
+    return render(request, "api_keys/list.html", context, status=status)
 
 
 @login_required
 @require_safe
 def api_keys(request: HttpRequest) -> HttpResponse:
-    return _render_api_keys(request, ApiKeyForm())
+    return _render_api_keys(request)
 
 
 @login_required
@@ -439,7 +558,7 @@ def create_api_key(request: HttpRequest) -> HttpResponse:
     merchant = merchant_for_user(request)
     form = ApiKeyForm(request.POST)
     if not form.is_valid():
-        return _render_api_keys(request, form, status=400)
+        return _render_api_keys(request, form=form, status=400)
     try:
         with limits.adding(merchant, "api_keys"):
             key, raw_key = ApiKey.issue(
@@ -447,8 +566,8 @@ def create_api_key(request: HttpRequest) -> HttpResponse:
             )
     except limits.LimitReached as exc:
         form.add_error(None, str(exc))
-        return _render_api_keys(request, form, status=400)
-    messages.success(request, f"API key “{key.name}” created.")
+        return _render_api_keys(request, form=form, status=400)
+    # No flash message: the page's own heading already says the key was created.
     # Rendered, not redirected to: the raw key exists only in this response, never in the
     # session or a URL, and cannot be shown again.
     return render(request, "api_keys/created.html", {"key": key, "raw_key": raw_key})
@@ -470,6 +589,48 @@ def revoke_api_key(request: HttpRequest, key_id: int) -> HttpResponse:
         messages.success(request, f"API key “{key.name}” revoked. It no longer works.")
     else:
         messages.info(request, f"API key “{key.name}” was already revoked.")
+    return redirect("api_keys")
+
+
+# --- OAuth clients (myPOS's "generated oAuth Token") ----------------------------------------
+
+
+@login_required
+@require_POST
+@never_cache
+def create_oauth_client(request: HttpRequest) -> HttpResponse:
+    merchant = merchant_for_user(request)
+    form = OAuthClientForm(request.POST, prefix="client")
+    if not form.is_valid():
+        return _render_api_keys(request, client_form=form, status=400)
+    client, raw_secret = OAuthClient.issue(
+        merchant, form.cleaned_data["name"], created_by=request.user
+    )
+    # Rendered, not redirected to, like a new API key: the secret is stored hashed only.
+    return render(
+        request,
+        "api_keys/client_created.html",
+        {"client": client, "raw_secret": raw_secret, "token_url": _token_url(request)},
+    )
+
+
+def _token_url(request: HttpRequest) -> str:
+    return request.build_absolute_uri(reverse("api-oauth-token"))
+
+
+@login_required
+@require_safe
+def confirm_delete_oauth_client(request: HttpRequest, client_id: int) -> HttpResponse:
+    client = _get_oauth_client_for_user(request, client_id)
+    return render(request, "api_keys/client_delete.html", {"client": client})
+
+
+@login_required
+@require_POST
+def delete_oauth_client(request: HttpRequest, client_id: int) -> HttpResponse:
+    client = _get_oauth_client_for_user(request, client_id)
+    client.delete_with_tokens()
+    messages.success(request, f"OAuth client “{client.name}” deleted; its tokens no longer work.")
     return redirect("api_keys")
 
 

@@ -79,6 +79,7 @@
         if (html === null) return;
         slot.innerHTML = html;
         if (form.hasAttribute("data-once")) form.remove();
+        if (form.hasAttribute("data-refresh")) refresh(form.getAttribute("data-refresh").split(" "));
       })
       .catch(function (error) {
         slot.innerHTML = "";
@@ -95,6 +96,25 @@
         }
       });
   });
+
+  // Parts of the page that an inline action changed (a test adds a delivery, moves the
+  // chart and the list row's "Last delivery"): fetched again from the page's own URL.
+  function refresh(ids) {
+    var present = ids.filter(function (id) { return id && document.getElementById(id); });
+    if (!present.length) return;
+    fetch(window.location.href, { credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        present.forEach(function (id) {
+          var now = document.getElementById(id);
+          var next = fresh.getElementById(id);
+          if (now && next) now.innerHTML = next.innerHTML;
+        });
+      })
+      .catch(function () {});
+  }
 
   // Fields shown only for one choice of a radio group: data-show-when="name=value".
   function syncConditional() {

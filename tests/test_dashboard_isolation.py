@@ -10,7 +10,7 @@ from django.urls import URLPattern, reverse
 
 from deliveries.models import Delivery, Event
 from endpoints import urls as dashboard_urls
-from endpoints.models import ApiKey, Endpoint, Inspector, Merchant, User
+from endpoints.models import ApiKey, Endpoint, Inspector, Merchant, OAuthClient, User
 
 # Routes without an object of their own: they show the visitor's own merchant's data.
 UNSCOPED = {
@@ -23,6 +23,7 @@ UNSCOPED = {
     "events",
     "api_keys",
     "create_api_key",
+    "create_oauth_client",
     "inspectors",
     "create_inspector",
     "external_apps",
@@ -56,7 +57,9 @@ def owned(
     )
     key, _ = ApiKey.issue(merchant, "Owner's key", created_by=owner)
     inspector = Inspector.objects.create(merchant=merchant, name="Owner's inspector")
+    oauth_client, _ = OAuthClient.issue(merchant, "Owner's client", created_by=owner)
     return {
+        "client_id": oauth_client.pk,
         "endpoint": endpoint.public_id,
         "event": event.public_id,
         "delivery": delivery.public_id,
@@ -70,9 +73,11 @@ def kwargs_for(pattern: URLPattern, owned: dict[str, str | int]) -> dict[str, st
     names = set(pattern.pattern.converters)
     if names == {"key_id"}:
         return {"key_id": owned["key_id"]}
+    if names == {"client_id"}:
+        return {"client_id": owned["client_id"]}
     assert names == {"public_id"}, f"new parameter in {pattern.name}: teach this test"
     view_module = pattern.callback.__module__
-    if pattern.name in ("event", "resend_event"):
+    if pattern.name in ("event", "resend_event", "confirm_resend_event"):
         return {"public_id": owned["event"]}
     if pattern.name in ("delivery", "retry_delivery"):
         return {"public_id": owned["delivery"]}
@@ -121,6 +126,7 @@ def test_it_answers_404_for_another_merchants_objects_on_every_route(
     assert (endpoint.is_enabled, endpoint.secret) == (True, secret)
     assert Delivery.objects.get().status == "failed"
     assert ApiKey.objects.get().is_active
+    assert OAuthClient.objects.exists()
     assert Event.objects.count() == 1  # no test event was sent
     assert Inspector.objects.get().answer == Inspector.Answer.OK
 

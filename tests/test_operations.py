@@ -134,7 +134,7 @@ def test_it_recovers_failed_deliveries_and_they_are_sent_again(
     Delivery.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=3))
 
     out, err = recover("--webhook", endpoint.public_id, "--since", "24h")
-    assert "Scheduled 2 deliveries again across 1 webhook(s)." in out
+    assert "Scheduled 2 deliveries again across 1 webhook." in out
     assert "webhooks" in err and "100%" in err
     work(until=lambda: Delivery.objects.filter(status=S.SUCCEEDED).count() == 2)
     assert len(receiver.requests) == 2
@@ -142,7 +142,7 @@ def test_it_recovers_failed_deliveries_and_they_are_sent_again(
     assert old.status == S.FAILED  # created before --since
 
     out, _ = recover("--merchant", merchant.public_id)
-    assert "Scheduled 1 deliveries again" in out
+    assert "Scheduled 1 delivery again" in out
 
 
 def test_it_skips_disabled_webhooks_and_names_them(
@@ -154,7 +154,7 @@ def test_it_skips_disabled_webhooks_and_names_them(
     Delivery.objects.update(status=S.FAILED, completed_at=timezone.now(), next_attempt_at=None)
     disabled.disable()
     out, _ = recover("--merchant", merchant.public_id, "--since", "2020-01-01")
-    assert "Scheduled 1 deliveries again across 1 webhook(s)." in out
+    assert "Scheduled 1 delivery again across 1 webhook." in out
     assert f"Skipped disabled webhook(s) (enable them first): {disabled.public_id}" in out
     assert Delivery.objects.get(endpoint=enabled).status == S.PENDING
     assert Delivery.objects.get(endpoint=disabled).status == S.FAILED

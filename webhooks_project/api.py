@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -22,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
 from deliveries import jobs
-from endpoints.models import ApiKey, Merchant
+from endpoints.models import API_KEY_PREFIX, ApiKey, Merchant, merchant_for_oauth_token
 
 if TYPE_CHECKING:
     # Imported lazily: DRF loads this module while rest_framework.views is initialising.
@@ -196,47 +197,66 @@ def json_depth(value: Any, stop: int) -> int:
 # --- authentication ----------------------------------------------------------------------
 
 
-class BearerKeyAuthentication(BaseAuthentication):
-    """`Authorization: Bearer whk_...`; the key's merchant is `request.auth.merchant`."""
+@dataclass(frozen=True)
+class OAuthToken:
+    """An OAuth 2.0 access token's grant: the one merchant its client belongs to."""
 
-    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
+    merchant: Merchant
+
+
+class BearerKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <API key or OAuth token>`; the merchant is `request.auth.merchant`.
+
+    API keys start with `whk_`; anything else is looked up as an OAuth access token.
+    """
+
+    def authenticate(self, request: Request) -> tuple[Any, ApiKey | OAuthToken] | None:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise exceptions.AuthenticationFailed(
-                "Use an Authorization header of the form 'Bearer <API key>'."
+                "Use an Authorization header of the form 'Bearer <API key or OAuth token>'."
             )
-        key = ApiKey.objects.authenticate(token.strip())
-        if key is None:
-            raise exceptions.AuthenticationFailed("The API key is not valid or was revoked.")
-        return (ApiKeyUser(key), key)
+        if token.startswith(API_KEY_PREFIX):
+            key = ApiKey.objects.authenticate(token)
+            if key is None:
+                raise exceptions.AuthenticationFailed("The API key is not valid or was revoked.")
+            return (ApiKeyUser(key.prefix), key)
+        merchant = merchant_for_oauth_token(token)
+        if merchant is None:
+            raise exceptions.AuthenticationFailed(
+                "The OAuth token is not valid or has expired: get a new one from "
+                "POST /api/v1/oauth/token."
+            )
+        return (ApiKeyUser("oauth"), OAuthToken(merchant))
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
 
 
 class ApiKeyUser:
-    """The caller behind an API key: a merchant, not a person."""
+    """The caller behind an API key or token: a merchant, not a person."""
 
     is_authenticated = True
     is_anonymous = False
     is_staff = False
 
-    def __init__(self, key: ApiKey) -> None:
-        self.key = key
+    def __init__(self, label: str) -> None:
+        self.label = label
         self.pk = None
 
     def __str__(self) -> str:
-        return f"api-key:{self.key.prefix}"
+        return f"api-key:{self.label}"
 
 
 class HasApiKey(BasePermission):
-    message = "Authentication required: send 'Authorization: Bearer <API key>'."
+    message = "Authentication required: send 'Authorization: Bearer <API key or OAuth token>'."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        return isinstance(request.auth, ApiKey)
+        return isinstance(request.auth, ApiKey | OAuthToken)
 
 
 def merchant_of(request: Request) -> Merchant:
@@ -255,12 +275,13 @@ class KeyRateThrottle(BaseThrottle):
     """
 
     def allow_request(self, request: Request, view: APIView) -> bool:
-        if not isinstance(request.auth, ApiKey):
+        if not isinstance(request.auth, ApiKey | OAuthToken):
             return True
         limit, window = settings.API_RATE_LIMIT
         now = time.time()
         bucket = int(now // window)
-        key = f"webhooks:ratelimit:m{request.auth.merchant_id}:{bucket}"
+        # One budget per merchant for all its keys and tokens.
+        key = f"webhooks:ratelimit:m{request.auth.merchant.pk}:{bucket}"
         try:
             # No MULTI/EXEC: INCR alone is atomic, and an EXPIRE lost to a crash in between
             # only leaves a key that the next request's EXPIRE sets again.
@@ -298,17 +319,47 @@ def int_param(request: Request, name: str, default: int | None, lo: int, hi: int
     return value
 
 
+def _size(request: Request, name: str, alias: str) -> int:
+    """Items per page from `name` or its `alias` (`limit` and `size` mean the same)."""
+    value = int_param(request, name, None, 1, MAX_PAGE_SIZE)
+    other = int_param(request, alias, None, 1, MAX_PAGE_SIZE)
+    if value is not None and other is not None and value != other:
+        message = f"{name} and {alias} mean the same: send one of them."
+        raise ApiError(400, "invalid_request", message, {alias: message})
+    if value is None:
+        value = other
+    return DEFAULT_PAGE_SIZE if value is None else value
+
+
 def page_params(request: Request) -> tuple[int, int]:
+    """`page` + `size` (myPOS's style); `limit` is taken for `size` too."""
     page = int_param(request, "page", 1, 1, 1_000_000)
-    size = int_param(request, "size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    assert page is not None and size is not None
-    return page, size
+    assert page is not None
+    return page, _size(request, "size", "limit")
 
 
 def limit_param(request: Request) -> int:
-    limit = int_param(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    assert limit is not None
-    return limit
+    """`limit` for the cursor-paged lists; `size` is taken for it too."""
+    return _size(request, "limit", "size")
+
+
+CURSOR_HINT = (
+    "This list is paged with a cursor, not page numbers: send the previous page's "
+    "`next_cursor` as `{cursor}`, and `limit` (or `size`) for the page size."
+)
+
+
+def check_params(request: Request, allowed: set[str], hints: dict[str, str] | None = None) -> None:
+    """Answer 400 naming a query parameter this endpoint does not know.
+
+    Ignoring it silently answered `/events?page=2` with page 1, which looks like success.
+    """
+    for name in request.query_params:
+        if name in allowed:
+            continue
+        hint = (hints or {}).get(name) or f"Known parameters: {', '.join(sorted(allowed))}."
+        message = f"Unknown query parameter '{name}'. {hint}"
+        raise ApiError(400, "invalid_request", message, {name: message})
 
 
 def accepted(body: dict[str, Any]) -> Response:

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from deliveries import api as deliveries_api
 from endpoints import api as endpoints_api
-from endpoints import loyalty_api
+from endpoints import loyalty_api, oauth_api
 from webhooks_project import (
     api,
     api_schema,  # noqa: F401  (registers the bearer-key scheme)
@@ -28,6 +28,7 @@ class ApiDocsView(SpectacularSwaggerSplitView):
 api_docs = ApiDocsView.as_view(url_name="api-schema")
 
 urlpatterns = [
+    path("v1/oauth/token", oauth_api.oauth_token, name="api-oauth-token"),
     path("v1/webhooks", endpoints_api.webhooks, name="api-webhooks"),
     path("v1/webhook", endpoints_api.webhook_alias, name="api-webhook-alias"),
     path("v1/webhooks/<str:public_id>", endpoints_api.webhook, name="api-webhook"),

@@ -164,6 +164,10 @@ def get_fernet_keys(name: str) -> list[str]:
     return keys
 
 
+# SECRET_KEY of DEBUG=1 runs with none set; `make run` keeps reading what they encrypted.
+DEV_SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
+
+
 def derive_fernet_key(secret_key: str) -> str:
     """A local-development encryption key derived from SECRET_KEY."""
     digest = hashlib.sha256(b"field-encryption:" + secret_key.encode()).digest()

@@ -1,5 +1,9 @@
 """`make run`: everything on one machine, with no configuration.
 
+It runs the product as users should see it: DEBUG off (styled 404 and 500 pages, static files
+from whitenoise, no settings or URL lists on error pages), with a secret key and an
+encryption key generated once and kept under var/. `DEBUG=1 make run` is for development.
+
 Migrates, seeds the demo merchant on first start (printing its login), then runs the
 Procfile's processes through honcho: gunicorn on http://127.0.0.1:8000, delivery workers and
 the scheduler, all on the embedded Redis. Ctrl-C stops all of them, then the embedded Redis.
@@ -8,14 +12,19 @@ the scheduler, all on the embedded Redis. Ctrl-C stops all of them, then the emb
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import honcho.manager
+from cryptography.fernet import Fernet
 from honcho.environ import expand_processes, parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Printer
+
+from webhooks_project import config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -31,7 +40,9 @@ def manage(*args: str) -> list[str]:
 
 def local_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("DEBUG", "1")
+    env.setdefault("DEBUG", "0")
+    if not is_debug(env):
+        production_defaults(env)
     # The demo's receiver is its own inspector on this web server: exactly its address and
     # port are opened, not every local service (Send test shows what the receiver answered).
     # Production keeps https and the whole SSRF guard.
@@ -63,12 +74,46 @@ def demo_address(bind: str) -> tuple[str, str]:
     return (f"{host}/128" if ":" in host else f"{host}/32"), port
 
 
+def is_debug(env: dict[str, str]) -> bool:
+    return env.get("DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def production_defaults(env: dict[str, str]) -> None:
+    """What DEBUG off needs on one machine, unless the environment says otherwise."""
+    var = Path(env.get("VAR_DIR") or BASE_DIR / "var")
+    var.mkdir(parents=True, exist_ok=True)
+    if not env.get("SECRET_KEY"):
+        env["SECRET_KEY"] = _kept(var / "secret_key", lambda: secrets.token_urlsafe(50))
+    if not env.get("FIELD_ENCRYPTION_KEY"):
+        key = _kept(var / "field_encryption_key", lambda: Fernet.generate_key().decode())
+        # The second key only decrypts: what DEBUG=1 runs stored in this var/ stays readable.
+        env["FIELD_ENCRYPTION_KEY"] = f"{key},{config.derive_fernet_key(config.DEV_SECRET_KEY)}"
+    # Plain http on this machine: no https redirect, no HSTS, cookies over http.
+    for name in ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE"):
+        env.setdefault(name, "0")
+    env.setdefault("SECURE_HSTS_SECONDS", "0")
+
+
+def _kept(path: Path, make: Callable[[], str]) -> str:
+    """A value generated on first use and read back on every later start (mode 0600)."""
+    if path.exists():
+        return path.read_text().strip()
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
 def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     env = local_env()
     workers = int(env.get("WORKERS", "1"))
     port = env.get("PORT", "8000")
     subprocess.run(manage("migrate", "--noinput", "-v", "0"), env=env, check=True)
+    if not is_debug(env):
+        # whitenoise serves the hashed, compressed copies that collectstatic writes.
+        subprocess.run(manage("collectstatic", "--noinput", "-v", "0"), env=env, check=True)
     subprocess.run(manage("seed_demo"), env=env, check=True)
 
     honcho.manager.KILL_WAIT = STOP_TIMEOUT
@@ -77,6 +122,8 @@ def main() -> int:
     for process in expand_processes(processes, concurrency={"worker": workers}, env=env):
         manager.add_process(process.name, process.cmd, env=process.env, cwd=str(BASE_DIR))
     print(f"\nPOS Webhooks is running on http://127.0.0.1:{port}/ ({workers} worker(s)).")
+    if not is_debug(env):
+        print("DEBUG is off, as users should see it; `DEBUG=1 make run` for development.")
     print("Press Ctrl-C to stop.\n")
     try:
         manager.loop()

@@ -25,7 +25,7 @@ if not SECRET_KEY:
         raise ImproperlyConfigured(
             "SECRET_KEY: must be set when DEBUG is off (set DEBUG=1 for local development)"
         )
-    SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
+    SECRET_KEY = config.DEV_SECRET_KEY
 # Signing secrets are encrypted at rest with these keys (see endpoints/crypto.py).
 FIELD_ENCRYPTION_KEYS = config.get_fernet_keys("FIELD_ENCRYPTION_KEY")
 if not FIELD_ENCRYPTION_KEYS:
@@ -50,9 +50,10 @@ INSTALLED_APPS = [
     "axes",
     "rest_framework",
     "drf_spectacular",
-    # Redoc's own files, served from our static files: no CDN, works offline, pinned.
+    # Swagger UI's own files, served from our static files: no CDN, works offline, pinned.
     "drf_spectacular_sidecar",
     "csp",
+    "oauth2_provider",
     "endpoints",
     "deliveries",
 ]
@@ -200,6 +201,27 @@ SPECTACULAR_SETTINGS = {
         "webhooks_project.api_schema.add_error_responses",
     ],
 }
+# OAuth 2.0 client credentials (myPOS: "the generated oAuth Token"): a merchant's client
+# trades its id and secret at POST /api/v1/oauth/token for an expiring bearer token.
+OAUTH2_PROVIDER = {
+    "ACCESS_TOKEN_EXPIRE_SECONDS": config.get_int("OAUTH_TOKEN_SECONDS", 3600, minimum=60),
+    "SCOPES": {"api": "The merchant's webhooks, events and deliveries"},
+    "DEFAULT_SCOPES": ["api"],
+    # Tokens are stored as a SHA-256 checksum only, like API keys: a leaked table signs nothing.
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    # Only the client-credentials grant is used; the rest of RFC 9700 (OAuth 2.0 Security
+    # BCP) is switched on too, so `check --deploy` stays clean and nothing weaker is accepted.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
+}
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 API_RATE_LIMIT = config.get_rate("API_RATE_LIMIT", "6000/minute")
 # Event bodies are capped at 256 KiB; nothing else the API takes comes close to 1 MiB.
 MAX_EVENT_BYTES = 256 * 1024
@@ -248,6 +270,7 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+FORMAT_MODULE_PATH = ["webhooks_project.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"

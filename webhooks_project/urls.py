@@ -8,6 +8,9 @@ handler500 = "webhooks_project.api.server_error"
 
 admin.site.site_header = "POS Webhooks administration"
 admin.site.site_title = "POS Webhooks"
+# The app list is on the index page; beside every change list it took the room of two
+# columns, and put the delivery list's status off-screen.
+admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
     # Normally answered by health.ProbeMiddleware before routing; here for reverse() and

@@ -52,11 +52,14 @@ def ago(value: datetime | None) -> str:
 
 @register.filter
 def until(value: datetime | None) -> str:
-    """'in a moment', 'in 5 minutes'."""
+    """'now', 'in 30 s', 'in 5 minutes': a retry 30 s away is not "in a moment"."""
     if value is None:
         return ""
-    if value - timezone.now() < timedelta(minutes=1):
-        return "in a moment"
+    left = value - timezone.now()
+    if left < timedelta(seconds=1):
+        return "now"
+    if left < timedelta(minutes=1):
+        return f"in {int(left.total_seconds())} s"
     return f"in {timeuntil(value)}"
 
 

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from deliveries import emit
 from deliveries.models import InvalidEventData, UnknownEventType
 from endpoints.models import Merchant
+from webhooks_project.text import deliveries
 
 
 class Command(BaseCommand):
@@ -33,5 +34,5 @@ class Command(BaseCommand):
         except (UnknownEventType, InvalidEventData) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
-            f"{event.public_id} (sequence {event.sequence}, {event.deliveries.count()} deliveries)"
+            f"{event.public_id} (sequence {event.sequence}, {deliveries(event.deliveries.count())})"
         )

@@ -10,6 +10,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from endpoints.models import Endpoint, Merchant
 from webhooks_project.progress import ProgressBar, stop_requested_on_ctrl_c
+from webhooks_project.text import counted, deliveries
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -97,7 +98,8 @@ class Command(BaseCommand):
         return [found[w] for w in dict.fromkeys(wanted)]
 
     def summary(self, scheduled: int, done: int, skipped: list[str]) -> str:
-        line = f"Scheduled {scheduled:,} deliveries again across {done - len(skipped)} webhook(s)."
+        webhooks = counted(done - len(skipped), "webhook", "webhooks")
+        line = f"Scheduled {deliveries(scheduled)} again across {webhooks}."
         if skipped:
             line += f" Skipped disabled webhook(s) (enable them first): {', '.join(skipped)}."
         return line
