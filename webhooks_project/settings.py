@@ -192,6 +192,9 @@ API_RATE_LIMIT = config.get_rate("API_RATE_LIMIT", "6000/minute")
 # Event bodies are capped at 256 KiB; nothing else the API takes comes close to 1 MiB.
 MAX_EVENT_BYTES = 256 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+# A batch (up to 100 events, each within MAX_EVENT_BYTES) is capped at the same 1 MiB: one
+# transaction stays short, and a POS with bigger events sends those one by one.
+MAX_BATCH_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE
 
 # Login lockout (django-axes): 5 failures lock the username, and the client address, for
 # 15 minutes. The address ignores X-Forwarded-For unless we run behind our own proxies.
