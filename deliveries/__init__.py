@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,3 +27,21 @@ def emit(
     from deliveries.engine import emit as emit_event
 
     return emit_event(merchant, event_type, data, webhook_url=webhook_url)
+
+
+def emit_many(merchant: Merchant, items: Sequence[Mapping[str, Any]]) -> list[Event]:
+    """Store many events and their deliveries in one transaction (all or none of them).
+
+    Faster than `emit()` in a loop: subscribers are read once per event type and the pump is
+    kicked once after commit.
+
+    Args:
+        merchant: the tenant the events belong to.
+        items: {"type", "data" (default {}), "webhook_url" (optional)} per event.
+
+    Returns:
+        The stored Events, in the order of `items`.
+    """
+    from deliveries.engine import emit_many as emit_events
+
+    return emit_events(merchant, items)

@@ -1,25 +1,35 @@
 """/api/v1/events, /api/v1/deliveries and /api/v1/event-types.
 
-`POST /api/v1/events` is the POS system's way in. Lists are keyset-paginated (a cursor,
-never an offset) so they stay fast however many rows a merchant has.
+`POST /api/v1/events` (one event) and `POST /api/v1/events/batch` (up to 100 in one
+transaction) are the POS system's way in; an `Idempotency-Key` makes retrying either safe
+(see deliveries/ingest.py). Lists are keyset-paginated (a cursor, never an offset) so they
+stay fast however many rows a merchant has.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from django.conf import settings
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, parser_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from deliveries import emit, engine
+from deliveries.ingest import KEY_PATTERN, KEY_RULE, Item, KeyConflict, ingest, is_valid_key
 from deliveries.models import Delivery, Event, UnknownEventType
 from deliveries.serializers import (
+    MAX_BATCH_EVENTS,
     DeliveryDetail,
     DeliveryOutput,
+    EventBatchInput,
+    EventBatchItem,
+    EventBatchRef,
     EventDetail,
     EventInput,
     EventOutput,
@@ -30,6 +40,7 @@ from endpoints.models import EventType
 from webhooks_project.api import (
     CURSOR_HINT,
     ApiError,
+    JSONParser,
     PayloadTooLarge,
     accepted,
     check_params,
@@ -55,6 +66,7 @@ DeliveryList = inline_serializer(
         "next_cursor": serializers.CharField(allow_null=True),
     },
 )
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 LIMIT = OpenApiParameter("limit", int, description="Items per page: 1 to 100 (default 20).")
 SIZE = OpenApiParameter("size", int, description="The same as `limit` (the webhooks list's name).")
 EVENT_PARAMS = {"type", "after", "before", "limit", "size"}
@@ -73,9 +85,8 @@ def _deliveries_for(request: Request) -> QuerySet[Delivery]:
     )
 
 
-def _check_size(request: Request) -> None:
-    """Refuse an oversized event before reading it: the header, then the body itself."""
-    limit = settings.MAX_EVENT_BYTES
+def _check_size(request: Request, limit: int) -> None:
+    """Refuse an oversized body before parsing it: the header, then the body itself."""
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -108,10 +119,29 @@ def _check_size(request: Request) -> None:
 @extend_schema(
     methods=["POST"],
     request=EventInput,
+    parameters=[
+        OpenApiParameter(
+            IDEMPOTENCY_HEADER,
+            {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN},
+            location=OpenApiParameter.HEADER,
+            description=f"Optional, {KEY_RULE}. A retry with the same key and the same event "
+            "within 24 hours gets the event stored the first time (202 again, with "
+            "`Idempotent-Replayed: true`), never a second event; the same key with a different "
+            "event is a 409. Keys are per merchant.",
+        ),
+        OpenApiParameter(
+            "Idempotent-Replayed",
+            str,
+            location=OpenApiParameter.HEADER,
+            response=[202],
+            description="`true` when the Idempotency-Key was known: the event is the earlier one.",
+        ),
+    ],
     responses={202: EventEnvelope},
     operation_id="events_create",
     description="Emit an event: it is stored at once and delivered to every subscribed, "
-    "enabled webhook. Bodies over 256 KiB are refused with 413.",
+    "enabled webhook. Bodies over 256 KiB are refused with 413. With an `Idempotency-Key`, "
+    "a retry never stores a second event (409 if the key came with another event).",
 )
 @api_view(["GET", "POST"])
 def events(request: Request) -> Response:
@@ -145,12 +175,15 @@ def events(request: Request) -> Response:
 
 
 def _emit(request: Request) -> Response:
-    _check_size(request)
+    _check_size(request, settings.MAX_EVENT_BYTES)
+    key = _idempotency_key(request)
     form = EventInput(data=request.data)
     form.is_valid(raise_exception=True)
     data = form.validated_data
     if data.get("webhook_url"):
         _count_one_off(request)
+    if key is not None:
+        return _emit_once(request, Item(_event_fields(data), key))
     try:
         event = emit(
             merchant_of(request), data["type"], data["data"], webhook_url=data.get("webhook_url")
@@ -168,6 +201,132 @@ def _count_one_off(request: Request) -> None:
         raise ApiError(
             429, "limit_reached", str(exc), fields, retry_after=exc.retry_after
         ) from None
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.META.get("HTTP_IDEMPOTENCY_KEY")
+    if key is None:
+        return None
+    if not is_valid_key(key):
+        message = f"{IDEMPOTENCY_HEADER} must be {KEY_RULE}."
+        raise ApiError(400, "invalid_request", message, {IDEMPOTENCY_HEADER: message})
+    return key
+
+
+def _event_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The validated event as stored and fingerprinted: the same for JSON and form bodies."""
+    return {"type": data["type"], "data": data["data"], "webhook_url": data.get("webhook_url", "")}
+
+
+def _emit_once(request: Request, item: Item) -> Response:
+    """Emit one event under an Idempotency-Key: a known key answers with its event.
+
+    A replay answers 202 like the first answer, not 200: the client retrying lost that
+    answer, and should get the one it would have had (`Idempotent-Replayed` tells it apart).
+    """
+    try:
+        _ingest(request, [item])
+    except KeyConflict:
+        message = f"This {IDEMPOTENCY_HEADER} was used with a different event in the last 24 hours."
+        raise ApiError(
+            409, "idempotency_conflict", message, {IDEMPOTENCY_HEADER: message}
+        ) from None
+    response = accepted({"event": EventOutput(item.event).data})
+    response["Idempotent-Replayed"] = "true" if item.replayed else "false"
+    return response
+
+
+def _ingest(request: Request, items: list[Item]) -> None:
+    try:
+        ingest(merchant_of(request), items)
+    except UnknownEventType as exc:
+        raise ApiError(400, "invalid_request", str(exc), {"type": str(exc)}) from None
+
+
+@extend_schema(
+    request=EventBatchInput,
+    responses={202: inline_serializer("EventBatchAccepted", {"events": EventBatchRef(many=True)})},
+    operation_id="events_batch",
+    description=f"Emit 1 to {MAX_BATCH_EVENTS} events in one transaction: all are stored or "
+    "none. The answer lists the events in request order. A bad item refuses the whole batch "
+    "with 400, `error.fields.events` naming each bad item by its index and field. Bodies over "
+    "1 MiB are refused with 413 (each event at most 256 KiB). An item's `idempotency_key` "
+    "works as the Idempotency-Key header does for one event; a key used with a different "
+    "event refuses the batch with 409.",
+)
+@api_view(["POST"])
+@parser_classes([JSONParser])
+def events_batch(request: Request) -> Response:
+    _check_size(request, settings.MAX_BATCH_BYTES)
+    items = _batch_items(request)
+    for item in items:
+        if item.fields["webhook_url"]:
+            _count_one_off(request)
+    try:
+        _ingest(request, items)
+    except KeyConflict as exc:
+        message = "Used with a different event in the last 24 hours."
+        fields = {"events": {str(i): {"idempotency_key": message} for i in exc.indices}}
+        first = f"events[{exc.indices[0]}].idempotency_key: {message}"
+        raise ApiError(409, "idempotency_conflict", first, fields) from None
+    refs = [
+        {"id": item.event.public_id, "sequence": item.event.sequence, "replayed": item.replayed}
+        for item in items
+        if item.event is not None
+    ]
+    return accepted({"events": refs})
+
+
+def _batch_items(request: Request) -> list[Item]:
+    """The batch's items, or a 400 naming every bad item by index and field.
+
+    Raises:
+        ApiError: the body is not a list of 1 to 100 events, or any item is invalid.
+    """
+    raw = request.data.get("events") if isinstance(request.data, dict) else None
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_BATCH_EVENTS:
+        message = f"A list of 1 to {MAX_BATCH_EVENTS} events is required."
+        raise ApiError(400, "invalid_request", f"events: {message}", {"events": message})
+    # No single event can be over the limit when the whole body is not.
+    check_sizes = len(request.body) > settings.MAX_EVENT_BYTES
+    items: list[Item] = []
+    errors: dict[str, dict[str, str]] = {}
+    first_with_key: dict[str, int] = {}
+    for index, raw_item in enumerate(raw):
+        item, item_errors = _batch_item(raw_item, check_sizes)
+        if item is not None and item.key is not None:
+            earlier = first_with_key.setdefault(item.key, index)
+            if earlier != index:
+                item_errors = {"idempotency_key": f"Repeats the key of item {earlier}."}
+        if item_errors:
+            errors[str(index)] = item_errors
+        elif item is not None:
+            items.append(item)
+    if errors:
+        index, item_errors = next(iter(errors.items()))
+        field, message = next(iter(item_errors.items()))
+        raise ApiError(
+            400, "invalid_request", f"events[{index}].{field}: {message}", {"events": errors}
+        )
+    return items
+
+
+def _batch_item(raw: Any, check_size: bool) -> tuple[Item | None, dict[str, str]]:
+    """One batch item validated as a single event is, with its errors by field."""
+    if not isinstance(raw, dict):
+        return None, {"non_field_errors": "Each event must be a JSON object."}
+    form = EventBatchItem(data=raw)
+    if not form.is_valid():
+        return None, {name: str(errors[0]) for name, errors in form.errors.items()}
+    if check_size and _json_size(raw) > settings.MAX_EVENT_BYTES:
+        limit = settings.MAX_EVENT_BYTES // 1024
+        return None, {"data": f"The event is larger than {limit} KiB."}
+    data = form.validated_data
+    return Item(_event_fields(data), data.get("idempotency_key")), {}
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 @extend_schema(

@@ -446,3 +446,34 @@ def _storable(text: str) -> str:
 def _text(body: bytes) -> str:
     """A receiver's bytes as text any database stores: invalid UTF-8 and NUL replaced."""
     return _storable(body[:MAX_LOGGED_BODY].decode("utf-8", errors="replace"))
+
+
+class IdempotencyKey(models.Model):
+    """An `Idempotency-Key` a merchant sent with an event, kept 24 hours.
+
+    A POS that retries after a network error gets the event this key created instead of a
+    second one. The unique constraint is what makes it race-safe: of two requests with one
+    key, the second insert fails and that request answers with the first one's event.
+    """
+
+    TTL_SECONDS = 24 * 3600
+
+    # No index of its own: the unique constraint starts with it.
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.CASCADE, related_name="idempotency_keys", db_index=False
+    )
+    key = models.CharField(max_length=255)
+    # SHA-256 (hex) of the canonical request: the same key with another body is a 409.
+    fingerprint = models.CharField(max_length=64)
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "key"], name="idempotency_key_unique")
+        ]
+        # The retention job deletes expired keys by age.
+        indexes = [models.Index(fields=["created_at"], name="idempotency_key_created")]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> {self.event_id}"

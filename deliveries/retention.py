@@ -8,7 +8,8 @@ settings.RETENTION_DAYS (or one period for everyone, given explicitly):
   attempts. A delivery still pending or being delivered stays whatever its age, and a failed
   one that was retried counts from when that retry ended;
 - events created before the cutoff that have no delivery left;
-- calls to the merchant's loyalty app logged before the cutoff.
+- calls to the merchant's loyalty app logged before the cutoff;
+- idempotency keys older than 24 hours, for every merchant (past that, a key may be reused).
 
 Each table is walked in windows of ids, and each window is deleted in its own short
 transaction, so the database is never locked for long, an interruption loses at most the
@@ -29,7 +30,7 @@ from django.db import models, transaction
 from django.db.models import Exists, Max, Min, OuterRef, Q
 from django.utils import timezone
 
-from deliveries.models import Delivery, DeliveryAttempt, Event
+from deliveries.models import Delivery, DeliveryAttempt, Event, IdempotencyKey
 from endpoints.models import LoyaltyCall, Merchant
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class PruneResult:
     deliveries: int = 0
     events: int = 0
     loyalty_calls: int = 0
+    idempotency_keys: int = 0
     dry_run: bool = False
     # False when `max_seconds` ran out first; `resume` says where to carry on.
     finished: bool = True
@@ -67,7 +69,8 @@ class PruneResult:
         verb = "Would delete" if self.dry_run else "Deleted"
         return (
             f"{verb} {self.attempts:,} attempts, {self.deliveries:,} deliveries, "
-            f"{self.events:,} events and {self.loyalty_calls:,} loyalty calls."
+            f"{self.events:,} events, {self.loyalty_calls:,} loyalty calls and "
+            f"{self.idempotency_keys:,} idempotency keys."
         )
 
 
@@ -157,10 +160,13 @@ def prune(
     Returns:
         How many rows of each kind were (or would be) deleted.
     """
-    cutoffs = Cutoffs.at(now or timezone.now(), older_than_days)
+    now = now or timezone.now()
+    cutoffs = Cutoffs.at(now, older_than_days)
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     result = into or PruneResult()
     result.dry_run = dry_run
+    if resume is None:  # a resumed run's first part did them
+        result.idempotency_keys += prune_idempotency_keys(now, dry_run, batch_size)
     start_phase = PHASES.index(resume["phase"]) if resume else 0
     for phase in PHASES[start_phase:]:
         after = resume["after"] if resume and resume["phase"] == phase else None
@@ -177,6 +183,29 @@ def prune(
                 result.resume = {"phase": phase, "after": hi}
                 return result
     return result
+
+
+def prune_idempotency_keys(
+    now: datetime, dry_run: bool = False, batch_size: int = BATCH_SIZE
+) -> int:
+    """Delete (or count) idempotency keys older than 24 hours, whatever the merchant's period.
+
+    A key only guards against a retry's second event for 24 hours; past that it is dead
+    weight in the unique index every keyed emit checks. Deleted a window at a time, each in
+    its own short transaction, oldest first (the created_at index).
+    """
+    expired = IdempotencyKey.objects.filter(
+        created_at__lt=now - timedelta(seconds=IdempotencyKey.TTL_SECONDS)
+    )
+    if dry_run:
+        return expired.count()
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(expired.order_by("created_at").values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                return deleted
+            deleted += IdempotencyKey.objects.filter(pk__in=ids).delete()[0]
 
 
 def _windows(

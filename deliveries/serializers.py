@@ -12,6 +12,7 @@ from django.http import QueryDict
 from rest_framework import serializers
 
 from deliveries.http import mask_url
+from deliveries.ingest import KEY_PATTERN, KEY_RULE
 from deliveries.models import (
     ATTEMPT_COLUMNS,
     Delivery,
@@ -22,6 +23,8 @@ from deliveries.models import (
 )
 from endpoints.models import EventType
 from endpoints.validators import validate_webhook_url
+
+MAX_BATCH_EVENTS = 100
 
 
 class Timestamp(serializers.DateTimeField):
@@ -84,6 +87,31 @@ class EventInput(serializers.Serializer):
             except DjangoValidationError as exc:
                 raise serializers.ValidationError(exc.messages) from None
         return value
+
+
+class EventBatchItem(EventInput):
+    idempotency_key = serializers.RegexField(
+        KEY_PATTERN,
+        required=False,
+        max_length=255,
+        help_text="Optional: makes retrying this item safe, as the Idempotency-Key header does "
+        f"for one event; {KEY_RULE}, kept 24 hours.",
+        error_messages={"invalid": f"Must be {KEY_RULE}."},
+    )
+
+
+class EventBatchInput(serializers.Serializer):
+    """Documents the batch body; the view checks it item by item to name each failure."""
+
+    events = EventBatchItem(many=True, min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class EventBatchRef(serializers.Serializer):
+    id = serializers.CharField()
+    sequence = serializers.IntegerField()
+    replayed = serializers.BooleanField(
+        help_text="True when the item's idempotency_key was known: this is the earlier event."
+    )
 
 
 class DeliveryOutput(serializers.Serializer):

@@ -36,7 +36,8 @@ _ERRORS = {
     "401": "Missing, malformed or revoked API key.",
     "404": "No such object (another merchant's objects do not exist for you).",
     "405": "Method not allowed on this path.",
-    "409": "The object is not in a state that allows this action.",
+    "409": "Conflict: the object is not in a state that allows this action, or an "
+    "Idempotency-Key was used with a different request.",
     "413": "The request body is too large.",
     "429": "Rate limit exceeded; `Retry-After` says when to try again.",
 }

@@ -44,6 +44,7 @@ urlpatterns = [
         name="api-webhook-recover",
     ),
     path("v1/events", deliveries_api.events, name="api-events"),
+    path("v1/events/batch", deliveries_api.events_batch, name="api-events-batch"),
     path("v1/events/<str:public_id>", deliveries_api.event, name="api-event"),
     path("v1/deliveries", deliveries_api.deliveries, name="api-deliveries"),
     path("v1/deliveries/<str:public_id>", deliveries_api.delivery, name="api-delivery"),

@@ -243,6 +243,9 @@ MERCHANT_MAX_OUTBOUND_CALLS = config.get_int("MERCHANT_MAX_OUTBOUND_CALLS", 2, m
 # The inspector's "slow" answer waits at most this long on the web side.
 INSPECTOR_SLOW_MAX_SECONDS = config.get_int("INSPECTOR_SLOW_MAX_SECONDS", 5, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+# A batch (up to 100 events, each within MAX_EVENT_BYTES) is capped at the same 1 MiB: one
+# transaction stays short, and a POS with bigger events sends those one by one.
+MAX_BATCH_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE
 
 # Login lockout (django-axes, see webhooks_project/lockout.py): 5 failures for a username,
 # from any address, lock it for 15 minutes; 20 failures from one address, for any usernames,

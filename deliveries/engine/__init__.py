@@ -11,6 +11,7 @@ check), `notifying` (e-mails, as jobs of their own), `queueing` (RQ), `clock` (t
 from deliveries.engine.creating import (
     create_deliveries,
     emit,
+    emit_many,
     resend,
     retry_failed,
     retry_now,
@@ -23,6 +24,7 @@ __all__ = [
     "create_deliveries",
     "disable_endpoint",
     "emit",
+    "emit_many",
     "resend",
     "retry_failed",
     "retry_now",
