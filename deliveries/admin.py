@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from deliveries import engine
+from deliveries.engine import resend
 from deliveries.http import mask_url
 from deliveries.models import Delivery, DeliveryAttempt, Event
 from webhooks_project.text import deliveries
@@ -67,7 +68,7 @@ class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.action(description="Resend selected events")
     def resend_events(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
-        total = sum(event.resend() for event in queryset)
+        total = sum(resend(event) for event in queryset)
         self.message_user(request, f"Scheduled {deliveries(total)} again.", messages.SUCCESS)
 
 

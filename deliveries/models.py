@@ -10,19 +10,17 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from deliveries import http, policy, signing
+from deliveries.results import AttemptResult
 from deliveries.sql import insert_sql
 from endpoints.ids import new_id
 from endpoints.models import Endpoint, EventType, Merchant
-
-if TYPE_CHECKING:
-    from deliveries.engine.sending import AttemptResult
 
 MAX_LOGGED_BODY = 64 * 1024
 MASK = "****"
@@ -215,12 +213,6 @@ class Event(models.Model):
         if style not in cache:
             cache[style] = json.dumps(self.envelope(style=style), separators=(",", ":")).encode()
         return cache[style]
-
-    def resend(self) -> int:
-        """Send this event again to every endpoint it went to (`deliveries.engine.resend`)."""
-        from deliveries.engine import resend
-
-        return resend(self)
 
 
 class DeliveryQuerySet(models.QuerySet["Delivery"]):

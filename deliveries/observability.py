@@ -28,7 +28,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 if TYPE_CHECKING:
-    from deliveries.engine.sending import AttemptResult
+    from deliveries.results import AttemptResult
     from endpoints.models import Endpoint
 
 attempt_log = logging.getLogger("webhooks.attempts")

@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
 from deliveries import observability
+from deliveries.engine import disable_endpoint, retry_failed
 from endpoints.models import (
     ApiKey,
     Category,
@@ -140,7 +141,7 @@ class EndpointAdmin(admin.ModelAdmin):
         if flipped and wanted:
             obj.enable()
         elif flipped:
-            obj.disable(Endpoint.DisabledReason.STAFF, f"Disabled by {request.user}.")
+            disable_endpoint(obj, Endpoint.DisabledReason.STAFF, f"Disabled by {request.user}.")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -177,7 +178,9 @@ class EndpointAdmin(admin.ModelAdmin):
     def disable_endpoints(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
         count = 0
         for endpoint in queryset.filter(is_enabled=True):
-            endpoint.disable(Endpoint.DisabledReason.STAFF, f"Disabled by {request.user}.")
+            disable_endpoint(
+                endpoint, Endpoint.DisabledReason.STAFF, f"Disabled by {request.user}."
+            )
             count += 1
         self.message_user(request, f"Disabled {count} endpoint(s).", messages.SUCCESS)
 
@@ -191,7 +194,7 @@ class EndpointAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry failed deliveries of selected endpoints")
     def retry_failed_deliveries(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
-        total = sum(endpoint.retry_failed() for endpoint in queryset)
+        total = sum(retry_failed(endpoint) for endpoint in queryset)
         self.message_user(
             request,
             f"Scheduled {counted(total, 'failed delivery', 'failed deliveries')} again.",

@@ -14,6 +14,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from deliveries.engine import retry_failed
 from endpoints import limits, outbound, samples
 from endpoints.models import Endpoint
 from endpoints.serializers import RecoverInput, WebhookInput, WebhookOutput
@@ -242,4 +243,4 @@ def webhook_recover(request: Request, public_id: str) -> Response:
     endpoint = _get_endpoint_for_key(request, public_id)
     form = RecoverInput(data=request.data)
     form.is_valid(raise_exception=True)
-    return accepted({"recovered": endpoint.retry_failed(since=form.validated_data["since"])})
+    return accepted({"recovered": retry_failed(endpoint, since=form.validated_data["since"])})

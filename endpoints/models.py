@@ -20,7 +20,6 @@ from endpoints.crypto import EncryptedTextField
 from endpoints.ids import new_id
 
 if TYPE_CHECKING:
-    from deliveries.models import Delivery
     from endpoints import loyalty
 
 SECRET_OVERLAP = timedelta(hours=24)
@@ -321,12 +320,6 @@ class Endpoint(models.Model):
 
     # --- enabling and disabling ----------------------------------------------------------
 
-    def disable(self, reason: str = DisabledReason.MERCHANT, detail: str = "") -> None:
-        """Stop sending to this endpoint (see `deliveries.engine.disable_endpoint`)."""
-        from deliveries.engine import disable_endpoint
-
-        disable_endpoint(self, reason, detail)
-
     def enable(self) -> None:
         self.is_enabled = True
         self.disabled_reason = ""
@@ -353,26 +346,6 @@ class Endpoint(models.Model):
         )
 
     # --- manual delivery operations (used by the dashboard, the API and the admin) -------
-
-    def retry_failed(self, since: datetime | None = None) -> int:
-        """Schedule every failed or cancelled delivery of this endpoint (since `since`) again.
-
-        Returns:
-            How many deliveries were scheduled.
-        """
-        from deliveries.engine import retry_failed
-
-        return retry_failed(self, since)
-
-    def send_test(self, data: Any = None) -> Delivery:
-        """Send a `webhook.test` event to this endpoint now (see `deliveries.engine.send_test`).
-
-        Returns:
-            The delivery, with its outcome recorded (status, last code, attempts).
-        """
-        from deliveries.engine import send_test
-
-        return send_test(self, data if data is not None else test_data(self))
 
 
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):

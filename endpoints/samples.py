@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from django.db.models import QuerySet
 
+from deliveries import engine
 from endpoints.models import Endpoint, EventType, Merchant
 from endpoints.validators import check_allowed_port
 
@@ -92,11 +93,11 @@ def send_test(endpoint: Endpoint, type_name: str = "") -> Delivery:
     except ValueError as exc:
         raise NotAllowedHere(f"Not sent: {exc}") from None
     if not type_name:
-        return endpoint.send_test()
+        return engine.send_test(endpoint)
     event = latest_event(endpoint.merchant, type_name)
     if event is None:
         raise NoEventYet(f"You have no {type_name} event yet: send the test with sample data.")
-    return endpoint.send_test(data=event.data)
+    return engine.send_test(endpoint, data=event.data)
 
 
 # --- receiver snippets: how to verify our signature (the catalogue page shows them) ---------

@@ -18,6 +18,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
+from deliveries.engine import disable_endpoint
 from deliveries.http import mask_url
 from endpoints.models import Category, Endpoint, EventType, Merchant
 from endpoints.validators import validate_secret, validate_webhook_url
@@ -102,7 +103,9 @@ class WebhookInput(serializers.Serializer):
             if is_active is True and not endpoint.is_enabled:
                 endpoint.enable()
             elif is_active is False and endpoint.is_enabled:
-                endpoint.disable(Endpoint.DisabledReason.MERCHANT, "Disabled through the API.")
+                disable_endpoint(
+                    endpoint, Endpoint.DisabledReason.MERCHANT, "Disabled through the API."
+                )
         return endpoint
 
     def create_for(self, merchant: Merchant) -> Endpoint:

@@ -24,7 +24,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from deliveries import stats
+from deliveries import engine, stats
 from deliveries.models import Delivery
 from endpoints import limits, outbound, samples
 from endpoints.forms import (
@@ -237,7 +237,7 @@ def _test_on_save(request: HttpRequest, endpoint: Endpoint, form: EndpointForm) 
         return
     try:
         with outbound.merchant_slot(endpoint.merchant):
-            delivery = endpoint.send_test()
+            delivery = engine.send_test(endpoint)
     except outbound.Busy as exc:
         messages.error(request, f"No test was sent: {exc}")
         return
@@ -337,7 +337,7 @@ def delete_webhook(request: HttpRequest, public_id: str) -> HttpResponse:
 def disable_webhook(request: HttpRequest, public_id: str) -> HttpResponse:
     endpoint = _get_endpoint_for_user(request, public_id)
     if endpoint.is_enabled:
-        endpoint.disable(Endpoint.DisabledReason.MERCHANT)
+        engine.disable_endpoint(endpoint, Endpoint.DisabledReason.MERCHANT)
         messages.success(
             request,
             "Webhook disabled. Deliveries waiting for it were cancelled; "
@@ -359,7 +359,7 @@ def enable_webhook(request: HttpRequest, public_id: str) -> HttpResponse:
     endpoint.enable()
     retry = RetryFailedForm(request.POST, prefix="enable")
     if request.POST.get("retry") and retry.is_valid():
-        count = endpoint.retry_failed(retry.cleaned_data["since"])
+        count = engine.retry_failed(endpoint, retry.cleaned_data["since"])
         messages.success(request, f"Webhook enabled, and {_deliveries(count)} scheduled again.")
     elif was_auto_disabled:
         messages.success(
@@ -514,7 +514,7 @@ def retry_failed(request: HttpRequest, public_id: str) -> HttpResponse:
     elif not form.is_valid():
         messages.error(request, "Choose a valid date and time to retry from.")
     else:
-        count = endpoint.retry_failed(form.cleaned_data["since"])
+        count = engine.retry_failed(endpoint, form.cleaned_data["since"])
         if count:
             messages.success(request, f"{_deliveries(count).capitalize()} scheduled again.")
         else:

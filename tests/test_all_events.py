@@ -17,6 +17,7 @@ import pytest
 from django.test import Client
 
 from deliveries import emit, http, signing
+from deliveries.engine import disable_endpoint
 from deliveries.models import Delivery
 from endpoints.models import ApiKey, Endpoint, Merchant, User
 from tests.conftest import Receiver
@@ -83,7 +84,7 @@ def test_it_delivers_every_event_to_a_webhook_with_no_events(
     everything = make_endpoint(receiver.url("/all"), types=())
     make_endpoint(receiver.url("/receipts"), types=("receipts.update",))
     disabled = make_endpoint(receiver.url("/off"), types=())
-    disabled.disable()
+    disable_endpoint(disabled)
 
     emit(merchant, "receipts.update", {"total": "9.99"})
     emit(merchant, "inventory_levels.update", {"inventory_levels": []})

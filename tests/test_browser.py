@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings
 
 from deliveries import emit
+from deliveries.engine import send_test
 from deliveries.models import Delivery
 from endpoints.models import Endpoint, Merchant, User
 from tests.conftest import CHROMIUM, PASSWORD, Answer, Receiver
@@ -192,7 +193,7 @@ def test_it_fits_a_phone_screen(
     endpoint = make_endpoint(
         "https://shop:hunter2@127.0.0.1:9/pos", types=("receipts.update", "products.update")
     )
-    endpoint.send_test()  # nothing listens on port 9: a failed delivery to show
+    send_test(endpoint)  # nothing listens on port 9: a failed delivery to show
     context = browser.new_context(
         base_url=live_server.url, viewport={"width": 390, "height": 844}, is_mobile=True
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from deliveries.engine import send_test
 from endpoints.models import Endpoint, Inspector, LoyaltyApp, Merchant, User
 from tests.conftest import CHROMIUM, Receiver
 from tests.test_browser import log_in, shoot
@@ -66,7 +67,7 @@ def test_it_goes_from_an_empty_merchant_to_a_signed_request_on_the_inspector(
     page.get_by_label("500 Internal Server Error").check()
     page.get_by_role("button", name="Save answer").click()
     expect(page.get_by_role("status").first).to_contain_text("now answers 500")
-    endpoint.send_test()
+    send_test(endpoint)
     expect(page.locator("#inspector-requests article")).to_have_count(2, timeout=15_000)
     expect(page.locator("#inspector-requests article").first).to_contain_text("answered 500")
 

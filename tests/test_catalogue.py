@@ -15,6 +15,7 @@ import pytest
 from django.test import Client
 
 from deliveries import emit
+from deliveries.engine import send_test
 from deliveries.models import Event
 from endpoints.models import ApiKey, Category, Endpoint, EventType, Merchant, User
 from tests.conftest import Receiver
@@ -46,7 +47,7 @@ def snippet(page: str, key: str, secret: str) -> str:
 def delivered(receiver: Receiver, make_endpoint: Callable[..., Endpoint]) -> tuple[Any, str]:
     """A real signed test delivery, as a receiver got it, and the secret that signed it."""
     endpoint = make_endpoint(receiver.url("/pos"))
-    endpoint.send_test()
+    send_test(endpoint)
     return receiver.requests[-1], endpoint.secret
 
 

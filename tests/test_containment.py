@@ -16,6 +16,7 @@ from django.utils import timezone
 from rq.registry import FailedJobRegistry
 
 from deliveries import emit, policy
+from deliveries.engine import send_test
 from deliveries.models import Delivery, DeliveryAttempt
 from endpoints.models import Endpoint, Merchant
 from tests.conftest import Answer, Receiver
@@ -82,7 +83,7 @@ def test_it_answers_a_send_test_to_a_receiver_that_sends_nul_bytes(
     endpoint = make_endpoint(receiver.url())
     receiver.default = Answer(200, b"\x00\x00 nul", {"X-Odd": "a\x01b"})
 
-    delivery = endpoint.send_test()
+    delivery = send_test(endpoint)
 
     assert delivery.status == "succeeded"
     assert "\x00" not in DeliveryAttempt.objects.get(delivery=delivery).response_body

@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from deliveries import emit
+from deliveries.engine import disable_endpoint, send_test
 from deliveries.models import Delivery, Event
 from endpoints.models import ApiKey, Category, Endpoint, EventType, Merchant, User
 from tests.conftest import PASSWORD, Answer, Receiver
@@ -166,7 +167,7 @@ def test_it_shows_why_a_webhook_was_auto_disabled(
     client: Client, make_endpoint: Callable[..., Endpoint]
 ) -> None:
     endpoint = make_endpoint("http://127.0.0.1:9/hook")
-    endpoint.disable(Endpoint.DisabledReason.GONE, "The receiver answered 410 Gone.")
+    disable_endpoint(endpoint, Endpoint.DisabledReason.GONE, "The receiver answered 410 Gone.")
     page = client.get("/webhooks/").content.decode()
     assert "Auto-disabled" in page
     assert "the receiver answered 410 Gone" in page
@@ -183,9 +184,9 @@ def test_it_filters_webhooks_by_category_event_and_status(
         category=Category.objects.get(slug="inventory"),
     )
     gone = make_endpoint("http://127.0.0.1:9/gone")
-    gone.disable(Endpoint.DisabledReason.GONE)
+    disable_endpoint(gone, Endpoint.DisabledReason.GONE)
     off = make_endpoint("http://127.0.0.1:9/off")
-    off.disable()
+    disable_endpoint(off)
 
     def listed(query: str) -> set[str]:
         page = client.get(f"/webhooks/?{query}").content.decode()
@@ -393,7 +394,7 @@ def test_it_retries_what_failed_meanwhile_when_enabling(
     Endpoint.objects.filter(pk=endpoint.pk).update(failing_since=started)
     failed = make_delivery(endpoint, "failed")
     endpoint.refresh_from_db()
-    endpoint.disable(Endpoint.DisabledReason.FAILING, "Every delivery failed.")
+    disable_endpoint(endpoint, Endpoint.DisabledReason.FAILING, "Every delivery failed.")
 
     page = client.get(f"/webhooks/{endpoint.public_id}/").content.decode()
     assert "Auto-disabled: failing continuously" in page
@@ -647,7 +648,7 @@ def test_it_does_not_retry_deliveries_of_a_disabled_webhook(
 ) -> None:
     endpoint = make_endpoint("http://127.0.0.1:9/hook")
     failed = make_delivery(endpoint, "failed")
-    endpoint.disable()
+    disable_endpoint(endpoint)
     response = client.post(f"/deliveries/{failed.public_id}/retry/")
     assert flashes(client, response) == [
         "This webhook is disabled: enable it to retry its deliveries."
@@ -668,7 +669,7 @@ def test_it_shows_every_attempt_with_secrets_masked(
         retry_policy=Endpoint.RetryPolicy.FIXED,
         fixed_retries=0,
     )
-    delivery = endpoint.send_test()
+    delivery = send_test(endpoint)
     page = client.get(f"/deliveries/{delivery.public_id}/").content.decode()
 
     assert "Attempt 1" in page and "Failed" in page
@@ -691,7 +692,7 @@ def test_it_says_when_the_log_mode_stored_no_attempts(
     says: str,
 ) -> None:
     endpoint = make_endpoint(receiver.url("/hook"), log_mode=log_mode)
-    delivery = endpoint.send_test()
+    delivery = send_test(endpoint)
     page = client.get(f"/deliveries/{delivery.public_id}/").content.decode()
     assert "No attempts were stored" in page and says in page
 

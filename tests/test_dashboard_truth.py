@@ -17,6 +17,7 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
+from deliveries.engine import disable_endpoint
 from deliveries.models import Delivery, Event
 from endpoints.models import ApiKey, Endpoint, Merchant, User
 from tests.conftest import Answer, Receiver
@@ -147,7 +148,7 @@ def test_it_refuses_a_test_on_a_disabled_webhook(
     screen: Any, width: int, owner: User, receiver: Receiver, make_endpoint: Callable[..., Endpoint]
 ) -> None:
     endpoint = make_endpoint(receiver.url("/pos"))
-    endpoint.disable()
+    disable_endpoint(endpoint)
     log_in(screen)
     screen.goto(f"/webhooks/{endpoint.public_id}/")
     screen.locator(".page-head").get_by_role("button", name="Send test").click()

@@ -16,6 +16,7 @@ from django.db import transaction
 from standardwebhooks.webhooks import Webhook
 
 from deliveries import emit, engine, jobs
+from deliveries.engine import disable_endpoint, resend, retry_failed, send_test
 from deliveries.engine.cache import ClaimCache
 from deliveries.engine.claiming import Load, claim
 from deliveries.models import Delivery, DeliveryAttempt, Event
@@ -43,7 +44,7 @@ def test_it_delivers_to_every_subscribed_enabled_endpoint(
 ) -> None:
     a = make_endpoint(receiver.url("/a"))
     b = make_endpoint(receiver.url("/b"), types=("receipts.update", "products.update"))
-    make_endpoint(receiver.url("/disabled")).disable()
+    disable_endpoint(make_endpoint(receiver.url("/disabled")))
     make_endpoint(receiver.url("/unsubscribed"), types=("products.update",))
 
     event = emit(merchant, "receipts.update", {"receipt_no": "R-1", "total": "12.50"})
@@ -322,7 +323,7 @@ def test_it_auto_disables_an_endpoint_failing_for_its_whole_window(
     assert delivery.status in ("failed", "cancelled")
     receiver.default = Answer(200)
     endpoint.enable()
-    assert endpoint.retry_failed(since=endpoint.created_at) == 1
+    assert retry_failed(endpoint, since=endpoint.created_at) == 1
     work(until=all_done)
     assert Delivery.objects.get().status == "succeeded"
 
@@ -392,7 +393,7 @@ def test_it_sends_a_test_synchronously(
 ) -> None:
     endpoint = make_endpoint(receiver.url())
     receiver.default = Answer(202, b'{"received": true}')
-    delivery = endpoint.send_test()
+    delivery = send_test(endpoint)
     assert delivery.status == "succeeded" and delivery.last_status_code == 202
     assert delivery.last_duration_ms is not None
     attempt = delivery.attempt_log.get()
@@ -414,7 +415,7 @@ def test_it_retries_one_delivery_and_resends_an_event(
     work(until=all_done)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("succeeded", 2)
-    assert event.resend() == 1
+    assert resend(event) == 1
     work(until=all_done)
     assert len(receiver.requests) == 3
     assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1
@@ -440,8 +441,8 @@ def test_it_sends_nothing_to_a_disabled_webhook_on_resend(
     endpoint = make_endpoint(receiver.url())
     event = emit(merchant, "receipts.update", {})
     work(until=all_done)
-    endpoint.disable()
-    assert event.resend() == 0
+    disable_endpoint(endpoint)
+    assert resend(event) == 0
     assert engine.retry_now(Delivery.objects.all(), include_succeeded=True) == 0
     work()
     assert len(receiver.requests) == 1

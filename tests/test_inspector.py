@@ -17,6 +17,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from deliveries import emit, http
+from deliveries.engine import disable_endpoint, send_test
 from deliveries.models import Delivery
 from endpoints import inspector as inspection
 from endpoints.models import Endpoint, EventType, Inspector, InspectorRequest, Merchant, User
@@ -103,7 +104,7 @@ def test_it_shows_a_tampered_body_as_signature_invalid(
     # Only webhooks pointing at the inspector are tried: this one shares the secret.
     pos = make_endpoint(receiver.url("/pos"))
     make_endpoint(catch_url, secret=pos.secret)
-    pos.send_test()
+    send_test(pos)
     sent = receiver.requests[-1]
     headers = {k: v for k, v in sent.headers.items() if k.startswith("webhook-")}
     headers["content-type"] = "application/json"
@@ -199,11 +200,11 @@ def test_it_answers_500_and_410_to_rehearse_failures(
         f"/inspector/{inspector.public_id}/answer/", {"answer": "500", "slow_seconds": 35}
     )
     assert flashes(client, response) == ["The inspector now answers 500 Internal Server Error."]
-    failed = endpoint.send_test()
+    failed = send_test(endpoint)
     assert (failed.last_status_code, failed.status) == (500, "pending")  # to be retried
 
     client.post(f"/inspector/{inspector.public_id}/answer/", {"answer": "410", "slow_seconds": 35})
-    endpoint.send_test()
+    send_test(endpoint)
     endpoint.refresh_from_db()
     assert not endpoint.is_enabled
     assert endpoint.disabled_reason == Endpoint.DisabledReason.GONE
@@ -228,7 +229,7 @@ def test_it_answers_slowly_past_the_senders_deadline(
     )
     assert flashes(client, response) == ["The inspector now answers 200 OK after 2 seconds."]
     endpoint = make_endpoint(catch_url, timeout_seconds=1)
-    delivery = endpoint.send_test()
+    delivery = send_test(endpoint)
     assert delivery.last_status_code == 408
     assert "timed out after 1 s" in delivery.last_error
     assert inspector.requests.get().answered == "slow"  # recorded before the wait
@@ -392,7 +393,7 @@ def test_it_moves_an_old_demo_onto_an_inspector(
     demo = Merchant.objects.create(name="Demo Coffee Shop")
     User.objects.create_user("demo", password="x", merchant=demo)
     old = Endpoint.objects.create(merchant=demo, url="http://127.0.0.1:9/demo/sales")
-    old.disable()
+    disable_endpoint(old)
     own = Endpoint.objects.create(merchant=demo, url="https://example.com/mine")
 
     call_command("seed_demo", stdout=io.StringIO())

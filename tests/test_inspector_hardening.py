@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 
 from deliveries import signing
+from deliveries.engine import disable_endpoint
 from endpoints.models import Endpoint, Inspector, InspectorRequest, Merchant
 
 
@@ -68,7 +69,7 @@ def test_it_checks_signatures_only_with_enabled_webhooks_pointing_at_it(
     catch_url = f"http://testserver{inspector.path}"
     elsewhere = make_endpoint("http://127.0.0.1:9/elsewhere")
     disabled = make_endpoint(catch_url)
-    disabled.disable()
+    disable_endpoint(disabled)
     pointing = make_endpoint(catch_url)
     body = b'{"id": "msg_1"}'
 

@@ -14,6 +14,7 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from deliveries import emit, observability
+from deliveries.engine import disable_endpoint, send_test
 from deliveries.engine.claiming import Load, claim
 from deliveries.engine.recording import record
 from deliveries.engine.sending import AttemptResult, attempt
@@ -157,7 +158,7 @@ def test_it_moves_counters_when_a_test_is_sent(
 ) -> None:
     endpoint = make_endpoint(receiver.url("/ok"))
     before = scrape()
-    endpoint.send_test()  # claimed, sent and recorded in this process, outside any worker
+    send_test(endpoint)  # claimed, sent and recorded in this process, outside any worker
     after = scrape()
     attempts = "webhooks_attempts_total"
     assert value(after, attempts, code_class="2xx") - value(before, attempts, code_class="2xx") == 1
@@ -187,10 +188,10 @@ def test_it_counts_endpoints_the_platform_disabled(
     metrics_settings: Any, merchant: Merchant, redis_conn: Any
 ) -> None:
     gone = Endpoint.objects.create(merchant=merchant, url="https://gone.example.com/")
-    gone.disable(Endpoint.DisabledReason.GONE, "410")
+    disable_endpoint(gone, Endpoint.DisabledReason.GONE, "410")
     failing = Endpoint.objects.create(merchant=merchant, url="https://failing.example.com/")
-    failing.disable(Endpoint.DisabledReason.FAILING, "48 hours of failures")
-    Endpoint.objects.create(merchant=merchant, url="https://paused.example.com/").disable()
+    disable_endpoint(failing, Endpoint.DisabledReason.FAILING, "48 hours of failures")
+    disable_endpoint(Endpoint.objects.create(merchant=merchant, url="https://paused.example.com/"))
     samples = scrape()
     assert value(samples, "webhooks_endpoints_auto_disabled", reason="gone") == 1
     assert value(samples, "webhooks_endpoints_auto_disabled", reason="failing") == 1

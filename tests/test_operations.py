@@ -15,6 +15,7 @@ from django.test import Client
 from django.utils import timezone
 
 from deliveries import emit
+from deliveries.engine import disable_endpoint
 from deliveries.models import Delivery, Event
 from endpoints.models import Endpoint, EventType, Merchant, User
 from tests.conftest import Receiver
@@ -47,7 +48,9 @@ def test_it_lists_the_endpoints_failing_most_in_the_last_24_hours(
     staff_client: Client, merchant: Merchant, outsider_merchant: Merchant
 ) -> None:
     worst = Endpoint.objects.create(merchant=merchant, url="https://u:hunter22@worst.example.com/")
-    worst.disable(Endpoint.DisabledReason.FAILING, "Every delivery failed since yesterday.")
+    disable_endpoint(
+        worst, Endpoint.DisabledReason.FAILING, "Every delivery failed since yesterday."
+    )
     retrying = Endpoint.objects.create(merchant=outsider_merchant, url="https://retry.example.com/")
     healthy = Endpoint.objects.create(merchant=merchant, url="https://healthy.example.com/")
     long_ago = Endpoint.objects.create(merchant=merchant, url="https://long-ago.example.com/")
@@ -152,7 +155,7 @@ def test_it_skips_disabled_webhooks_and_names_them(
     disabled = make_endpoint("https://b.example.com/hook")
     emit(merchant, "receipts.update", {})
     Delivery.objects.update(status=S.FAILED, completed_at=timezone.now(), next_attempt_at=None)
-    disabled.disable()
+    disable_endpoint(disabled)
     out, _ = recover("--merchant", merchant.public_id, "--since", "2020-01-01")
     assert "Scheduled 1 delivery again across 1 webhook." in out
     assert f"Skipped disabled webhook(s) (enable them first): {disabled.public_id}" in out

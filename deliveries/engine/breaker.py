@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import F, Q
 
-from deliveries.engine.sending import AttemptResult
+from deliveries.results import AttemptResult
 from endpoints.models import Endpoint
 
 OPEN = Endpoint.BreakerState.OPEN

@@ -22,7 +22,7 @@ from deliveries.engine.sending import attempt
 from deliveries.models import Delivery, Event, active_event_type
 from deliveries.sql import insert_sql
 from endpoints.ids import new_id
-from endpoints.models import Endpoint, EventType, Merchant
+from endpoints.models import Endpoint, EventType, Merchant, test_data
 
 _DELIVERY_COLUMNS = (
     "public_id",
@@ -232,13 +232,19 @@ def _insert_event_rows(events: list[Event]) -> None:
         event._state.db = connection.alias
 
 
-def send_test(endpoint: Endpoint, data: Any) -> Delivery:
+def send_test(endpoint: Endpoint, data: Any = None) -> Delivery:
     """Send a `webhook.test` event to an endpoint now, in the calling thread.
+
+    Args:
+        endpoint: where to send it.
+        data: the event's data; None sends the standard test message.
 
     Returns:
         The delivery, with its outcome recorded (status, last code, attempts).
     """
     with transaction.atomic():
+        if data is None:
+            data = test_data(endpoint)
         event = Event.objects.create_event(endpoint.merchant, "webhook.test", data)
         (public_id,) = create_deliveries(event, [(endpoint.pk, "")], due=False)
     delivery = Delivery.objects.get(public_id=public_id)

@@ -19,7 +19,9 @@ from deliveries.models import Delivery
 from endpoints.models import Endpoint
 
 
-def disable_endpoint(endpoint: Endpoint, reason: str, detail: str = "") -> bool:
+def disable_endpoint(
+    endpoint: Endpoint, reason: str = Endpoint.DisabledReason.MERCHANT, detail: str = ""
+) -> bool:
     """Stop sending to an endpoint; waiting and claimed deliveries are cancelled.
 
     Args:

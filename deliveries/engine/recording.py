@@ -19,8 +19,8 @@ from deliveries.engine import breaker
 from deliveries.engine.claiming import release
 from deliveries.engine.clock import db_now
 from deliveries.engine.disabling import auto_disable, check_failing
-from deliveries.engine.sending import AttemptResult
 from deliveries.models import ATTEMPT_COLUMNS, Delivery, DeliveryAttempt
+from deliveries.results import AttemptResult
 from deliveries.sql import insert_sql
 from endpoints.models import Endpoint
 

@@ -8,35 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from deliveries import http, policy
+from deliveries.results import AttemptResult
 
 if TYPE_CHECKING:
     from deliveries.models import Delivery
 
+__all__ = ["AttemptResult", "attempt", "unsent"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class AttemptResult:
-    delivery: Delivery
-    request_body: bytes
-    request_headers: dict[str, str]
-    status: int | None = None
-    error: str = ""
-    response_headers: dict[str, str] = field(default_factory=dict)
-    response_body: bytes = b""
-    truncated: bool = False
-    duration_ms: int = 0
-    permanent: bool = False
-    answered: bool = False  # an HTTP answer came back (a timeout or refused connection: no)
-    sent: bool = True  # False when the claim was given back unsent
-
-    @property
-    def ok(self) -> bool:
-        return policy.is_success(self.status)
 
 
 def attempt(delivery: Delivery) -> AttemptResult:

@@ -16,6 +16,7 @@ from django.forms.models import model_to_dict
 from django.test import Client
 
 from deliveries import emit
+from deliveries.engine import disable_endpoint
 from deliveries.jobs import sweep
 from deliveries.models import Delivery
 from endpoints.models import Endpoint, Merchant
@@ -40,7 +41,7 @@ def test_it_leaves_nothing_pending_when_an_endpoint_is_disabled_mid_send(
     start_worker()
     wait_until(lambda: receiver.in_flight == 3, timeout=30, what="three sends in flight")
 
-    endpoint.disable(Endpoint.DisabledReason.MERCHANT)
+    disable_endpoint(endpoint, Endpoint.DisabledReason.MERCHANT)
     wait_until(lambda: receiver.in_flight == 0, timeout=30)
     wait_until(lambda: not Delivery.objects.filter(status="delivering").exists(), timeout=10)
 

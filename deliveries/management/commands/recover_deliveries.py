@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from deliveries.engine import retry_failed
 from endpoints.models import Endpoint, Merchant
 from webhooks_project.progress import ProgressBar, stop_requested_on_ctrl_c
 from webhooks_project.text import counted, deliveries
@@ -71,7 +72,7 @@ class Command(BaseCommand):
                     # sent until it is enabled, and enabling is the merchant's decision.
                     skipped.append(endpoint.public_id)
                 else:
-                    scheduled += endpoint.retry_failed(since)
+                    scheduled += retry_failed(endpoint, since)
                 done += 1
                 bar.update(done, f"{done}/{total} webhooks, {scheduled:,} scheduled")
                 if interrupted() and done < total:
