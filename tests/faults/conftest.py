@@ -34,7 +34,8 @@ def start_worker(redis_conn: Any) -> Iterator[Callable[..., subprocess.Popen[byt
     """Start real `run_worker` processes on the test database and Redis."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(**env: str) -> subprocess.Popen[bytes]:
+    def start(*command: str, **env: str) -> subprocess.Popen[bytes]:
+        """A worker process: `run_worker`, or another manage.py command given as `command`."""
         full = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "webhooks_project.settings_test",
@@ -45,7 +46,7 @@ def start_worker(redis_conn: Any) -> Iterator[Callable[..., subprocess.Popen[byt
         # A session of its own, so a kill reaches the worker's scheduler process too, as
         # when a machine dies.
         proc = subprocess.Popen(
-            [sys.executable, str(BASE / "manage.py"), "run_worker"],
+            [sys.executable, str(BASE / "manage.py"), *(command or ("run_worker",))],
             cwd=BASE,
             env=full,
             start_new_session=True,
