@@ -266,6 +266,8 @@ class Delivery(models.Model):
     last_duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # Set by a manual retry, resend or recover; its next attempt is logged as manual.
+    manual_retry = models.BooleanField(default=False, db_default=False)
 
     objects = DeliveryQuerySet.as_manager()
 
@@ -377,6 +379,7 @@ class Delivery(models.Model):
             duration_ms=result.duration_ms,
             error=result.error[:500],
             succeeded=result.ok,
+            manual=self.manual_retry,
         )
 
 
@@ -395,6 +398,7 @@ ATTEMPT_COLUMNS = (
     "duration_ms",
     "error",
     "succeeded",
+    "manual",
 )
 
 
@@ -414,6 +418,9 @@ class DeliveryAttempt(models.Model):
     duration_ms = models.PositiveIntegerField(default=0)
     error = models.CharField(max_length=500, blank=True)
     succeeded = models.BooleanField(default=False)
+    manual = models.BooleanField(
+        default=False, db_default=False, help_text="Made by a manual retry, not the schedule."
+    )
 
     class Meta:
         ordering = ["-id"]

@@ -19,6 +19,7 @@ _CLAIM_FIELDS = (
     "created_at",
     "last_attempt_at",
     "claimed_until",
+    "manual_retry",
 )
 
 

@@ -282,7 +282,10 @@ def retry_now(qs: Any, *, include_succeeded: bool = False) -> int:
     to_enabled = Q(endpoint__isnull=True) | Q(endpoint__is_enabled=True)
     with transaction.atomic():
         count = qs.filter(to_enabled, status__in=statuses).update(
-            status=Delivery.Status.PENDING, next_attempt_at=timezone.now(), completed_at=None
+            status=Delivery.Status.PENDING,
+            next_attempt_at=timezone.now(),
+            completed_at=None,
+            manual_retry=True,
         )
         if count:
             transaction.on_commit(kick)

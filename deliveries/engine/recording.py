@@ -141,7 +141,8 @@ def _write_outcomes(token: str, deliveries: list[Delivery]) -> None:
         f"UPDATE {qn(Delivery._meta.db_table)} SET {qn('status')} = %s, "
         f"{qn('next_attempt_at')} = %s, {qn('claimed_by')} = '', {qn('claimed_until')} = NULL, "
         f"{qn('last_status_code')} = %s, {qn('last_error')} = %s, {qn('last_duration_ms')} = %s, "
-        f"{qn('completed_at')} = %s WHERE {qn('id')} = %s AND {qn('claimed_by')} = %s"
+        f"{qn('completed_at')} = %s, {qn('manual_retry')} = %s "
+        f"WHERE {qn('id')} = %s AND {qn('claimed_by')} = %s"
     )
     rows = [
         (
@@ -151,6 +152,7 @@ def _write_outcomes(token: str, deliveries: list[Delivery]) -> None:
             d.last_error,
             d.last_duration_ms,
             ops.adapt_datetimefield_value(d.completed_at),
+            False,  # the manual retry has been made
             d.pk,
             token,
         )
@@ -182,6 +184,7 @@ def _insert_attempts(attempts: list[DeliveryAttempt]) -> None:
             a.duration_ms,
             a.error,
             a.succeeded,
+            a.manual,
         )
         for a in attempts
     ]
