@@ -257,12 +257,15 @@ def test_it_prunes_loyalty_calls_past_each_merchants_period(db: None, settings: 
         )
 
     out, _ = run("--dry-run")
-    assert "Would delete 0 attempts, 0 deliveries, 0 events and 2 loyalty calls." in out
+    assert (
+        "Would delete 0 attempts, 0 deliveries, 0 events, 2 loyalty calls and 0 idempotency keys."
+        in out
+    )
     assert LoyaltyCall.objects.count() == 4
 
     out, err = run()
 
-    assert "0 events and 2 loyalty calls." in out
+    assert "0 events, 2 loyalty calls and 0 idempotency keys." in out
     assert re.search(r"^loyalty_calls\s+\[#+\] 100%", err, re.MULTILINE), err
     left = set(LoyaltyCall.objects.values_list("merchant__name", "message_id"))
     assert left == {
