@@ -135,9 +135,7 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="Created", ordering="created_at")
     def created(self, obj: Delivery) -> str:
-        return format_html(
-            '<span class="nowrap">{}</span>', utc_seconds(obj.created_at)
-        )
+        return format_html('<span class="nowrap">{}</span>', utc_seconds(obj.created_at))
 
     @admin.display(description="Next attempt", ordering="next_attempt_at")
     def next_attempt(self, obj: Delivery) -> str:
