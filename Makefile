@@ -21,8 +21,9 @@ test: $(VENV)/.installed-test redis-server chromium faketime
 test-postgres: $(VENV)/.installed-test redis-server chromium postgresql faketime
 	DATABASE_URL="$$($(BIN)/python -m webhooks_project.embedded_postgres start)" $(BIN)/python -m pytest
 
-# The benchmark (never part of `make test`): prints a table, writes var/bench/results.json.
-bench: $(VENV)/.installed redis-server
+# The benchmark (never part of `make test`): prints a table, writes var/bench/results.json;
+# its hostile-neighbour scenario runs on the private PostgreSQL cluster (var/bench-postgres).
+bench: $(VENV)/.installed redis-server postgresql
 	$(BIN)/python -m bench.run
 
 lint: $(VENV)/.installed-test
