@@ -12,7 +12,15 @@ from django.test import Client
 
 from deliveries import emit
 from deliveries.models import Event, InvalidEventData
-from endpoints.models import ApiKey, Inspector, InspectorRequest, LoyaltyApp, LoyaltyCall, Merchant
+from endpoints.models import (
+    ApiKey,
+    Inspector,
+    InspectorRequest,
+    LoyaltyApp,
+    LoyaltyCall,
+    Merchant,
+    User,
+)
 from tests.conftest import Answer, Receiver
 
 
@@ -70,3 +78,24 @@ def test_it_refuses_nul_in_event_data_emitted_from_python_with_a_clear_error(
     with pytest.raises(InvalidEventData, match="NUL"):
         emit(merchant, "receipts.update", {"note": "a\x00b"})
     assert not Event.objects.exists()  # the same on SQLite and on PostgreSQL
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/deliveries?before=%F2%AB%AF%AAD%00b",
+        "/api/v1/events?type=a%00b",
+        "/api/v1/events/evt_a%00b",
+        "/api/v1/webhooks/ep_%00",
+    ],
+)
+def test_it_answers_400_to_a_nul_in_an_api_path_or_query(api: Client, path: str) -> None:
+    # PostgreSQL refuses U+0000 in a text value: found by schemathesis as a 500.
+    response = api.get(path)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_it_answers_400_to_a_nul_in_a_dashboard_query(client: Client, owner: User) -> None:
+    client.force_login(owner)
+    assert client.get("/webhooks/?q=a%00b").status_code == 400

@@ -63,6 +63,7 @@ MIDDLEWARE = [
     # its address: no ALLOWED_HOSTS check, no https redirect (see webhooks_project/health.py).
     "webhooks_project.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "webhooks_project.nul.RefuseNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
