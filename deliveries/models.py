@@ -295,6 +295,12 @@ class Delivery(models.Model):
             models.Index(fields=["endpoint", "status", "-id"], name="delivery_endpoint_status"),
             models.Index(fields=["endpoint", "created_at"], name="delivery_endpoint_created"),
             models.Index(fields=["merchant", "status", "-id"], name="delivery_merchant_status"),
+            # The dashboard's failed-attempt count: succeeded deliveries that needed retries.
+            models.Index(
+                fields=["endpoint", "id"],
+                name="delivery_endpoint_retried",
+                condition=Q(attempts__gt=1),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -16,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from deliveries.models import Delivery
@@ -157,12 +159,41 @@ def last_24_hours(endpoint_ids: Iterable[int], now: datetime | None = None) -> d
 
 
 def _add_attempt_totals(endpoint_id: int, since: datetime, counts: Counts) -> None:
+    """Retrying deliveries and attempts in the window, without reading every row of it.
+
+    A sum over all of a busy endpoint's deliveries read a million rows for the page (400 ms);
+    these read only deliveries that are not succeeded (the (endpoint, status) index) and
+    succeeded ones that took more than one attempt (a partial index), both few. SQLite is
+    told which index to use: its planner preferred walking the endpoint's rows.
+    """
     low = _first_id_at_or_after(endpoint_id, since)
     if low is None:
         return
-    totals = Delivery.objects.filter(endpoint_id=endpoint_id, id__gte=low).aggregate(
-        retrying=Count("id", filter=Q(status=Delivery.Status.PENDING, attempts__gt=0)),
-        attempts=Sum("attempts"),
+    unsucceeded = _one_row(
+        "SELECT COALESCE(SUM(attempts), 0), "
+        "COALESCE(SUM(CASE WHEN status = 'pending' AND attempts > 0 THEN 1 ELSE 0 END), 0) "
+        "FROM {table} {hint:delivery_endpoint_status} WHERE endpoint_id = %s "
+        "AND status IN ('failed', 'pending', 'delivering', 'cancelled') AND {table}.\"id\" >= %s",
+        [endpoint_id, low],
     )
-    counts.retrying = totals["retrying"] or 0
-    counts.attempts = totals["attempts"] or 0
+    retried = _one_row(
+        "SELECT COALESCE(SUM(attempts), 0), COUNT(*) FROM {table} "
+        '{hint:delivery_endpoint_retried} WHERE endpoint_id = %s AND {table}."id" >= %s '
+        "AND attempts > 1 AND status = 'succeeded'",
+        [endpoint_id, low],
+    )
+    counts.retrying = unsucceeded[1]
+    # `failed_attempts` is attempts - succeeded: of a succeeded delivery every attempt but the
+    # last failed, which only the retried ones add to.
+    counts.attempts = unsucceeded[0] + retried[0] - retried[1] + counts.succeeded
+
+
+def _one_row(template: str, params: list[Any]) -> tuple[int, ...]:
+    table = connection.ops.quote_name(Delivery._meta.db_table)
+    sqlite = connection.vendor == "sqlite"
+    sql = template.replace("{table}", table)
+    for name in ("delivery_endpoint_status", "delivery_endpoint_retried"):
+        sql = sql.replace("{hint:" + name + "}", f"INDEXED BY {name}" if sqlite else "")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return tuple(int(v or 0) for v in cursor.fetchone())
