@@ -275,12 +275,6 @@ class Delivery(models.Model):
         ordering = ["-id"]
         verbose_name_plural = "deliveries"
         indexes = [
-            # The claim query and the sweep: due rows in order.
-            models.Index(
-                fields=["next_attempt_at"],
-                name="delivery_due",
-                condition=Q(status="pending"),
-            ),
             # Claims: the endpoints with due work (a skip scan) and each one's oldest rows.
             models.Index(
                 fields=["endpoint", "next_attempt_at"],

@@ -33,6 +33,7 @@ from rq import worker_registration
 from rq.utils import utcparse
 
 from deliveries import jobs, observability
+from deliveries.engine.claiming import oldest_due
 from deliveries.models import Delivery
 from endpoints.models import Endpoint
 
@@ -65,12 +66,7 @@ class ProbeMiddleware:
 def check_database() -> dict[str, Any]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
-    oldest = (
-        Delivery.objects.due()
-        .order_by("next_attempt_at")
-        .values_list("next_attempt_at", flat=True)[:1]
-    )
-    due_since = oldest[0] if oldest else None
+    due_since = oldest_due()
     age = (timezone.now() - due_since).total_seconds() if due_since else 0.0
     return {"ok": True, "oldest_due_seconds": round(max(0.0, age), 3)}
 
@@ -190,15 +186,11 @@ class DeliveryCollector(Collector):
             "Deliveries due now but not yet sent (the backlog).",
             value=Delivery.objects.due().count(),
         )
-        oldest = (
-            Delivery.objects.due()
-            .order_by("next_attempt_at")
-            .values_list("next_attempt_at", flat=True)[:1]
-        )
+        oldest = oldest_due()
         yield GaugeMetricFamily(
             "webhooks_oldest_due_seconds",
             "How long the oldest due delivery has waited.",
-            value=max(0.0, (timezone.now() - oldest[0]).total_seconds()) if oldest else 0.0,
+            value=max(0.0, (timezone.now() - oldest).total_seconds()) if oldest else 0.0,
         )
         disabled = GaugeMetricFamily(
             "webhooks_endpoints_auto_disabled",

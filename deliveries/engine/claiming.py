@@ -127,6 +127,16 @@ def claim_ids(token: str, ids: Sequence[int]) -> list[Delivery]:
     return ClaimCache().load([row.id for row in rows], token) if rows else []
 
 
+def oldest_due(now: datetime | None = None) -> datetime | None:
+    """When the longest-waiting claimable delivery came due (health checks and metrics).
+
+    From the same skip scan as claims: one probe per endpoint with pending work, never a walk
+    over a parked endpoint's backlog.
+    """
+    now = now or db_now()
+    return min((s.due for s in _sources(now, 1, Load(threads=1))), default=None)
+
+
 def has_claimable(now: datetime | None = None) -> bool:
     """Whether any delivery could be claimed now (the sweep's reason to kick a pump)."""
     now = now or db_now()
@@ -193,8 +203,9 @@ def _ready_endpoints_sql(excluded: int) -> str:
         )
         SELECT e.id, e.merchant_id, e.max_in_flight, e.timeout_seconds, e.breaker_state,
                e.breaker_probe_at,
-               (SELECT MIN(next_attempt_at) FROM {d}
-                WHERE status = 'pending' AND endpoint_id = e.id) AS due,
+               (SELECT next_attempt_at FROM {d}
+                WHERE status = 'pending' AND endpoint_id = e.id
+                ORDER BY endpoint_id, next_attempt_at LIMIT 1) AS due,
                (SELECT COUNT(*) FROM {d}
                 WHERE status = 'delivering' AND endpoint_id = e.id {not_mine}) AS busy
         FROM ready JOIN {e} e ON e.id = ready.eid
