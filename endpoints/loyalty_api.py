@@ -15,7 +15,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.decorators import api_view, parser_classes
 from rest_framework.request import Request
 
-from endpoints import outbound
+from endpoints import loyalty, outbound
 from endpoints.models import LoyaltyAction, LoyaltyApp
 from endpoints.validators import check_allowed_port
 from webhooks_project.api import ApiError, JSONParser, PayloadTooLarge, busy_error, merchant_of
@@ -79,7 +79,7 @@ def _call(request: Request, action: LoyaltyAction) -> HttpResponse:
         raise ApiError(502, "loyalty_app_unreachable", f"Not sent: {exc}") from None
     try:
         with outbound.merchant_slot(app.merchant):
-            outcome = app.call(action, body)
+            outcome = loyalty.call(app, LoyaltyAction(action), body)
     except outbound.Busy as exc:
         raise busy_error(exc) from None
     if not outcome.ok:

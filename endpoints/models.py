@@ -7,7 +7,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -18,9 +18,6 @@ from django.utils import timezone
 from deliveries import signing
 from endpoints.crypto import EncryptedTextField
 from endpoints.ids import new_id
-
-if TYPE_CHECKING:
-    from endpoints import loyalty
 
 SECRET_OVERLAP = timedelta(hours=24)
 
@@ -613,12 +610,6 @@ class Inspector(models.Model):
         """The merchant's webhooks whose URL is this inspector's."""
         return Endpoint.objects.for_merchant(self.merchant).filter(url__contains=self.path)
 
-    def capture(self, **request: Any) -> InspectorRequest:
-        """Store one request (see `endpoints.inspector.capture`)."""
-        from endpoints import inspector
-
-        return inspector.capture(self, **request)
-
     def clear(self) -> int:
         return self.requests.all().delete()[0]
 
@@ -696,12 +687,6 @@ class LoyaltyApp(models.Model):
 
     def enabled_actions(self) -> list[LoyaltyAction]:
         return [action for action in LoyaltyAction if self.enables(action)]
-
-    def call(self, action: str, body: bytes) -> loyalty.Outcome:
-        """Forward one call to the app and log it (see `endpoints.loyalty.call`)."""
-        from endpoints import loyalty
-
-        return loyalty.call(self, LoyaltyAction(action), body)
 
 
 class LoyaltyCall(models.Model):

@@ -94,7 +94,8 @@ def _catch(request: HttpRequest, token: str) -> HttpResponse:
     body = request.read(limit + 1)
     if len(body) > limit:
         return too_large
-    inspector.capture(
+    inspection.capture(
+        inspector,
         method=request.method or "GET",
         path=request.get_full_path(),
         headers=headers,
