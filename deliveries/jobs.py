@@ -6,10 +6,11 @@ so they stay put across upgrades.
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from deliveries.engine.notifying import send_endpoint_email
 from deliveries.engine.pumping import Pump
 from deliveries.engine.queueing import (
-    PUMP_MAX_SECONDS,
     PUMP_QUEUED_KEY,
     QUEUE,
     kick,
@@ -21,17 +22,18 @@ from deliveries.engine.sweeping import Sweeper, sweep
 __all__ = ["PUMP_QUEUED_KEY", "QUEUE", "Sweeper", "kick", "notify", "pump", "queue", "sweep"]
 
 
-def pump(max_seconds: float = PUMP_MAX_SECONDS) -> int:
+def pump(max_seconds: float | None = None) -> int:
     """Send due deliveries until none is left, keeping the sender threads busy.
 
     Args:
-        max_seconds: stop claiming after this long and hand over to a fresh job.
+        max_seconds: stop claiming after this long (default WEBHOOK_PUMP_SECONDS) and hand
+            over to a fresh job.
 
     Returns:
         How many attempts were made.
     """
     pump_started()
-    return Pump().run(max_seconds)
+    return Pump().run(max_seconds or settings.WEBHOOK_PUMP_SECONDS)
 
 
 def notify(endpoint_id: int, kind: str) -> bool:

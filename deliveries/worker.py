@@ -1,7 +1,7 @@
 """The RQ worker class the project runs: a SimpleWorker with the sweep beside it.
 
 SimpleWorker runs jobs in its own process: the forking default costs a fork per job
-(PERF_NOTES: about 40 jobs a second against 220), and a pump job is long-lived anyway.
+(about 40 jobs a second against 220 on this kind of machine), and a pump job is long-lived anyway.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import Any
 from rq import worker_registration
 from rq.worker import SimpleWorker
 
+from deliveries import http
+from deliveries.engine import pumping
 from deliveries.engine.sweeping import Sweeper
 
 
@@ -25,6 +27,10 @@ class DeliveryWorker(SimpleWorker):
         finally:
             if sweeper is not None:
                 sweeper.stopped.set()
+            # A pump job hands over without waiting for its sends in flight; record them
+            # before the process exits (each is bounded by its request deadline).
+            if not pumping.drain(timeout=http.MAX_TIMEOUT + 5):
+                self.log.warning("exiting with sends still in flight; their leases will expire")
 
     def ensure_registered(self) -> None:
         """Put this worker back in RQ's registry if Redis lost it (restarted without its data).

@@ -155,6 +155,8 @@ WEBHOOK_RETRY_WINDOW_SECONDS = config.get_int("WEBHOOK_RETRY_WINDOW_SECONDS", 48
 WEBHOOK_LEASE_MARGIN_SECONDS = config.get_int("WEBHOOK_LEASE_MARGIN_SECONDS", 30, minimum=1)
 WEBHOOK_SWEEP_SECONDS = config.get_int("WEBHOOK_SWEEP_SECONDS", 1, minimum=1)
 WEBHOOK_WORKER_THREADS = config.get_int("WEBHOOK_WORKER_THREADS", 64, minimum=1)
+# A pump job hands over to a fresh one after this long, so other jobs (e-mails) get a turn.
+WEBHOOK_PUMP_SECONDS = config.get_int("WEBHOOK_PUMP_SECONDS", 60, minimum=1)
 # Fair shares of a worker's sender threads: one merchant at most this fraction (the others
 # always find a free thread), retries at most this fraction (first attempts always do).
 WEBHOOK_MERCHANT_SHARE = config.get_fraction("WEBHOOK_MERCHANT_SHARE", 0.75)

@@ -55,6 +55,16 @@ class Load:
     # written, so a 410 disables, and a breaker opens, before anything more goes out.
     held: Counter[int] = field(default_factory=Counter)
 
+    def copy(self) -> Load:
+        """A snapshot for one claim, while sender threads keep changing the original."""
+        return Load(
+            self.threads,
+            Counter(self.by_merchant),
+            self.retries,
+            set(self.unrecorded),
+            Counter(self.held),
+        )
+
 
 @dataclass
 class _Source:

@@ -1,11 +1,18 @@
-"""The pump: a pool of sender threads fed continuously from the database.
+"""The pump: a worker's sender threads, fed continuously from the database.
 
-The main thread claims exactly as many due deliveries as it has free sender threads and
+A pump job claims exactly as many due deliveries as the process has free sender threads and
 starts them at once, so nothing it holds waits (a waiting claim could outlive its lease and be
-sent again by another worker). A recorder thread writes finished attempts in bulk meanwhile,
-so claiming never waits for recording; until a finished attempt is recorded its row still
-says `delivering`, so claims subtract this pump's own unrecorded ones from an endpoint's
-in-flight count.
+sent again by another worker). Each sender thread hands its result to a recorder thread that
+writes finished attempts in bulk, so claiming never waits for recording; until a finished
+attempt is recorded its row still says `delivering`, so claims subtract this process's own
+unrecorded ones from an endpoint's in-flight count.
+
+The sender threads, what they have in flight and the recorder belong to the worker process
+(`Senders`), not to one pump job. A pump job hands over to a fresh one every
+WEBHOOK_PUMP_SECONDS (so e-mail jobs get their turn on the worker); it returns at once, and the
+next job counts the sends still in flight as busy threads. A pump that instead waited for
+them waited up to a whole request deadline on hanging receivers, and claimed nothing for any
+merchant meanwhile.
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from queue import Empty, SimpleQueue
 from types import FrameType
 
@@ -66,29 +72,29 @@ class StopFlag:
 class Recorder(threading.Thread):
     """Writes finished attempts in bulk on its own thread (and its own database connection)."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, senders: Senders) -> None:
         super().__init__(name="recorder", daemon=True)
-        self.token = token
-        self.incoming: SimpleQueue[list[AttemptResult] | None] = SimpleQueue()
-        self.recorded: SimpleQueue[list[AttemptResult]] = SimpleQueue()
+        self.senders = senders
+        self.incoming: SimpleQueue[AttemptResult | None] = SimpleQueue()
 
     def run(self) -> None:
         try:
             closing = False
             while not closing:
-                batch = self.incoming.get()
-                if batch is None:
+                first = self.incoming.get()
+                if first is None:
                     break
                 time.sleep(RECORD_EVERY)  # let a few more finish: one write for all of them
+                batch = [first]
                 with contextlib.suppress(Empty):
                     while True:
                         more = self.incoming.get_nowait()
                         if more is None:
                             closing = True
                             break
-                        batch.extend(more)
-                record(self.token, batch)  # never raises
-                self.recorded.put(batch)
+                        batch.append(more)
+                record(self.senders.token, batch)  # never raises
+                self.senders.recorded(batch)
         finally:
             connection.close()
 
@@ -98,57 +104,178 @@ class Recorder(threading.Thread):
         self.join()
 
 
-@lru_cache(maxsize=4)
-def sender_pool(threads: int) -> ThreadPoolExecutor:
-    """The worker process's sender threads, kept across pump jobs (no thread start-up per job)."""
-    return ThreadPoolExecutor(threads, thread_name_prefix="deliver")
+class Senders:
+    """One worker process's sender threads, what they have in flight, and its recorder.
+
+    Shared by the process's pump jobs, one after another (RQ runs one job at a time).
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="deliver")
+        # The claim token of every delivery this process claims: a result recorded after the
+        # job that claimed it has handed over is still recorded under it.
+        self.token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # a send finished, or a batch was recorded
+        self.load = Load(threads)
+        self.in_flight = 0
+        self.sent = 0
+        self.recorder: Recorder | None = None
+
+    def free(self) -> int:
+        with self.lock:
+            return self.threads - self.in_flight
+
+    def snapshot(self) -> Load:
+        with self.lock:
+            return self.load.copy()
+
+    def start(self, deliveries: list[Delivery]) -> None:
+        """Send each claimed delivery on a sender thread, now."""
+        claimed_at = time.monotonic()
+        with self.lock:
+            if self.recorder is None:
+                self.recorder = Recorder(self)
+                self.recorder.start()
+            for delivery in deliveries:
+                self.in_flight += 1
+                self.load.by_merchant[delivery.merchant_id] += 1
+                if delivery.attempts > 1:
+                    self.load.retries += 1
+        for delivery in deliveries:
+            self.pool.submit(self._send, delivery, claimed_at)
+
+    def _send(self, delivery: Delivery, claimed_at: float) -> None:
+        result: AttemptResult | None = None
+        try:
+            # A claim older than this when its thread starts is not sent: its lease may be gone.
+            if time.monotonic() - claimed_at > settings.WEBHOOK_LEASE_MARGIN_SECONDS / 2:
+                result = unsent(delivery, "claim too old to send")
+            else:
+                result = attempt(delivery)  # never raises
+        finally:
+            self._finished(result or unsent(delivery, "the sender thread failed"))
+
+    def _finished(self, result: AttemptResult) -> None:
+        delivery = result.delivery
+        with self.lock:
+            self.in_flight -= 1
+            self.load.unrecorded.add(delivery.pk)
+            if delivery.endpoint_id is not None and not result.ok:
+                self.load.held[delivery.endpoint_id] += 1
+            self.load.by_merchant[delivery.merchant_id] -= 1
+            if self.load.by_merchant[delivery.merchant_id] <= 0:
+                del self.load.by_merchant[delivery.merchant_id]
+            if delivery.attempts > 1:
+                self.load.retries -= 1
+            self.sent += result.sent
+            assert self.recorder is not None  # closed only with nothing in flight
+            self.recorder.incoming.put(result)
+            self.changed.notify_all()
+
+    def recorded(self, batch: list[AttemptResult]) -> None:
+        """What the recorder wrote is no longer counted as this process's unrecorded work."""
+        with self.lock:
+            for result in batch:
+                delivery = result.delivery
+                self.load.unrecorded.discard(delivery.pk)
+                if delivery.endpoint_id is not None and not result.ok:
+                    self.load.held[delivery.endpoint_id] -= 1
+                    if self.load.held[delivery.endpoint_id] <= 0:
+                        del self.load.held[delivery.endpoint_id]
+            self.changed.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        """Until a send finishes or a batch is recorded, at most `timeout` seconds."""
+        with self.lock:
+            self.changed.wait(timeout)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait for every send in flight, write every result, and stop the recorder.
+
+        Returns:
+            False when sends were still in flight after `timeout` seconds (the recorder then
+            keeps running and records them as they finish).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.lock:
+            while self.in_flight:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self.changed.wait(left)
+            recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            recorder.close()  # nothing can be added now: nothing is in flight
+        return True
+
+
+_senders: dict[int, Senders] = {}
+_senders_lock = threading.Lock()
+
+
+def senders(threads: int) -> Senders:
+    """The worker process's senders, kept across pump jobs (no thread start-up per job)."""
+    with _senders_lock:
+        if threads not in _senders:
+            _senders[threads] = Senders(threads)
+        return _senders[threads]
+
+
+def drain(timeout: float | None = None) -> bool:
+    """Finish and record every send this process has in flight (a worker about to exit).
+
+    Returns:
+        False when sends were still in flight after `timeout` seconds.
+    """
+    with _senders_lock:
+        made = list(_senders.values())
+    return all([s.drain(timeout) for s in made])
 
 
 class Pump:
-    """Claims for free threads, sends, and records, until nothing is due."""
+    """Claims for free threads until nothing is due or in flight, or its time is up."""
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads or settings.WEBHOOK_WORKER_THREADS
-        self.token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self.load = Load(self.threads)
-        self.in_flight = 0
-        self.done: SimpleQueue[AttemptResult] = SimpleQueue()
-        self.recorder = Recorder(self.token)
-        self.sent = 0
-        self.peak_in_flight = 0
+        self.senders = senders(self.threads)
         self.cache = ClaimCache()
-        # A claim older than this when its thread starts is not sent: its lease may be gone.
-        self.send_within = settings.WEBHOOK_LEASE_MARGIN_SECONDS / 2
+        self.peak_in_flight = 0
 
     def run(self, max_seconds: float) -> int:
-        """Send until nothing is due, or `max_seconds` passed, or SIGTERM.
+        """Send until nothing is due or in flight, or `max_seconds` passed, or SIGTERM.
+
+        At `max_seconds` it returns without waiting for the sends in flight (the next pump job
+        in this process counts them as busy threads); on SIGTERM it waits for them.
 
         Returns:
-            How many attempts were made.
+            How many attempts finished while it ran.
         """
         stop = StopFlag()
         stop.install()
-        deadline = time.monotonic() + max_seconds
-        self.recorder.start()
+        sent_before = self.senders.sent
         try:
-            self._loop(sender_pool(self.threads), stop, deadline)
+            finished = self._loop(stop, time.monotonic() + max_seconds)
+            # At the deadline, only when nothing is in flight (then it costs one last write).
+            self.senders.drain(None if finished or stop.requested else 0)
         finally:
-            self.recorder.close()
             stop.uninstall()
-        if time.monotonic() >= deadline or stop.requested:
+        if not finished:
             kick(force=True)  # there may be more: let another job (or worker) carry on
-        return self.sent
+        return self.senders.sent - sent_before
 
-    def _loop(self, pool: ThreadPoolExecutor, stop: StopFlag, deadline: float) -> None:
+    def _loop(self, stop: StopFlag, deadline: float) -> bool:
+        """Returns True when nothing was claimable and nothing is in flight."""
         next_claim = 0.0
         exhausted = False
         while True:
             now = time.monotonic()
-            claiming = not stop.requested and now < deadline
-            free = self.threads - self.in_flight
-            if claiming and free > 0 and (now >= next_claim or not self.in_flight):
-                self.forget_recorded()
-                got = self.claim(pool, free)
+            if stop.requested or now >= deadline:
+                return False
+            free = self.senders.free()
+            if free > 0 and (now >= next_claim or free == self.threads):
+                got = self.claim(free)
                 exhausted = got == 0
                 if exhausted:
                     next_claim = now + CLAIM_RETRY
@@ -156,66 +283,22 @@ class Pump:
                     next_claim = now + CLAIM_TOPUP
                 else:
                     next_claim = 0.0
-            if not self.in_flight:
-                if exhausted or not claiming:
-                    return
-                continue
-            self.collect(timeout=CLAIM_TOPUP if free else CLAIM_RETRY)
+                free -= got
+            if free == self.threads and exhausted:
+                return True
+            if free <= 0:
+                self.senders.wait(CLAIM_RETRY)  # woken as soon as a send finishes
+            elif next_claim > time.monotonic():
+                self.senders.wait(next_claim - time.monotonic())
 
-    def claim(self, pool: ThreadPoolExecutor, free: int) -> int:
+    def claim(self, free: int) -> int:
         """Claim up to `free` deliveries and start each on a sender thread at once."""
         try:
-            claimed = claim(self.token, free, self.load, self.cache)
+            claimed = claim(self.senders.token, free, self.senders.snapshot(), self.cache)
         except Exception:
             # A database hiccup: try again shortly; what is in flight is still recorded.
             log.exception("claim failed; trying again")
             return 0
-        claimed_at = time.monotonic()
-        for delivery in claimed:
-            self.in_flight += 1
-            self.load.by_merchant[delivery.merchant_id] += 1
-            if delivery.attempts > 1:
-                self.load.retries += 1
-            pool.submit(self._send, delivery, claimed_at)
-        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        self.senders.start(claimed)
+        self.peak_in_flight = max(self.peak_in_flight, self.threads - self.senders.free())
         return len(claimed)
-
-    def _send(self, delivery: Delivery, claimed_at: float) -> None:
-        if time.monotonic() - claimed_at > self.send_within:
-            self.done.put(unsent(delivery, "claim too old to send"))
-            return
-        self.done.put(attempt(delivery))
-
-    def collect(self, timeout: float) -> None:
-        try:
-            results = [self.done.get(timeout=timeout)]
-        except Empty:
-            return
-        with contextlib.suppress(Empty):
-            while True:
-                results.append(self.done.get_nowait())
-        for result in results:
-            delivery = result.delivery
-            self.load.unrecorded.add(delivery.pk)
-            if delivery.endpoint_id is not None and not result.ok:
-                self.load.held[delivery.endpoint_id] += 1
-            self.in_flight -= 1
-            self.load.by_merchant[delivery.merchant_id] -= 1
-            if self.load.by_merchant[delivery.merchant_id] <= 0:
-                del self.load.by_merchant[delivery.merchant_id]
-            if delivery.attempts > 1:
-                self.load.retries -= 1
-        self.recorder.incoming.put(results)
-        self.sent += sum(1 for r in results if r.sent)
-
-    def forget_recorded(self) -> None:
-        """What the recorder wrote is no longer counted as this pump's unrecorded work."""
-        with contextlib.suppress(Empty):
-            while True:
-                for result in self.recorder.recorded.get_nowait():
-                    delivery = result.delivery
-                    self.load.unrecorded.discard(delivery.pk)
-                    if delivery.endpoint_id is not None and not result.ok:
-                        self.load.held[delivery.endpoint_id] -= 1
-                        if self.load.held[delivery.endpoint_id] <= 0:
-                            del self.load.held[delivery.endpoint_id]

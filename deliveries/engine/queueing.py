@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 import django_rq
+from django.conf import settings
 from redis.exceptions import RedisError
 from rq import Queue
 
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 QUEUE = "default"
 PUMP_QUEUED_KEY = "webhooks:pump-queued"
 PUMP_QUEUED_TTL = 30  # seconds; a lost job only delays work until the sweep notices
-PUMP_MAX_SECONDS = 60  # a pump hands over to a fresh job now and then, so workers recycle
 SIDE_EFFECT_TIMEOUT = 120  # seconds an e-mail job may take (EMAIL_TIMEOUT bounds each send)
 
 
@@ -50,7 +50,7 @@ def kick(*, force: bool = False) -> bool:
             q.connection.set(PUMP_QUEUED_KEY, "1", ex=PUMP_QUEUED_TTL)
         q.enqueue(
             "deliveries.jobs.pump",
-            job_timeout=PUMP_MAX_SECONDS + 120,
+            job_timeout=settings.WEBHOOK_PUMP_SECONDS + 120,
             result_ttl=0,
             failure_ttl=24 * 3600,
         )

@@ -171,3 +171,40 @@ def test_it_parks_an_endpoint_that_refuses_connections_then_drains_it_at_its_cap
         assert receiver.most_in_flight <= 2
     finally:
         receiver.stop()
+
+
+def test_it_keeps_claiming_while_a_pump_hands_over_with_hanging_sends_in_flight(
+    merchant: Merchant,
+    outsider_merchant: Merchant,
+    receiver: Receiver,
+    make_endpoint: Callable[..., Endpoint],
+    start_worker: Start,
+) -> None:
+    # A pump job hands over every WEBHOOK_PUMP_SECONDS (2 here). It used to wait for its
+    # sends in flight first: behind requests that hang until their 20-second deadline the
+    # worker claimed nothing for anyone, and the innocent merchant's events waited ~20 s.
+    hanging = Receiver()
+    try:
+        hanging.default = Answer(200, b"late", delay=30)
+        for n in range(3):
+            make_endpoint(hanging.url(f"/hang/{n}"), timeout_seconds=20, max_in_flight=10)
+        for n in range(10):
+            emit(merchant, "receipts.update", {"n": n})
+        make_endpoint(receiver.url("/innocent"), merchant=outsider_merchant)
+
+        start_worker(WEBHOOK_WORKER_THREADS="8", WEBHOOK_PUMP_SECONDS="2")
+        wait_until(lambda: hanging.in_flight >= 4, timeout=30, what="the backlog in flight")
+        lags = []
+        for n in range(4):  # spread over two hand-overs
+            posted = time.time()
+            emit(outsider_merchant, "receipts.update", {"innocent": n})
+            wait_until(lambda n=n: len(receiver.requests) == n + 1, timeout=25, what="a delivery")
+            lags.append(receiver.requests[n].at - posted)
+            time.sleep(1)
+
+        assert hanging.in_flight >= 4  # all of it happened while the first sends still hung
+        assert max(lags) < 3, lags
+        ids = Counter((r.path, r.headers["webhook-id"]) for r in hanging.requests)
+        assert set(ids.values()) == {1}  # each hanging delivery sent once
+    finally:
+        hanging.stop()
