@@ -265,7 +265,7 @@ def _render_detail(
     request: HttpRequest, endpoint: Endpoint, *, revealed_secret: bool = False
 ) -> HttpResponse:
     buckets = stats.hourly(endpoint.pk)
-    day = stats.last_24_hours([endpoint.pk])[endpoint.pk]
+    day = stats.whole_window(endpoint.pk, buckets)
     # The types this endpoint gets, and the test event that any endpoint can get.
     type_choices = EventType.objects.filter(Q(endpoints=endpoint) | Q(name="webhook.test"))
     if not endpoint.event_types.exists():
