@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -75,11 +76,16 @@ def _apply(result: AttemptResult, now: datetime) -> None:
 
 
 def _write(token: str, results: list[AttemptResult], now: datetime) -> None:
-    attempts = [r.delivery.attempt_row(r) for r in results if r.delivery.should_log(r)]
+    # Every row is made ready before the transaction: on SQLite it holds the write lock that
+    # the API's emits and the other workers wait for.
+    outcomes = _outcome_rows(token, [r.delivery for r in results])
+    attempts = _attempt_rows(
+        [r.delivery.attempt_row(r) for r in results if r.delivery.should_log(r)]
+    )
     succeeded = {r.delivery.endpoint_id for r in results if r.ok and r.delivery.endpoint_id}
     failed = {r.delivery.endpoint_id for r in results if not r.ok and r.delivery.endpoint_id}
     with transaction.atomic():
-        _write_outcomes(token, [r.delivery for r in results])
+        _write_outcomes(outcomes)
         _insert_attempts(attempts)
         if succeeded:
             Endpoint.objects.filter(pk__in=succeeded, failing_since__isnull=False).update(
@@ -104,7 +110,7 @@ def _write_alone(token: str, result: AttemptResult, now: datetime) -> None:
     result.error = (result.error or "answer could not be stored")[:500]
     try:
         with transaction.atomic():
-            _write_outcomes(token, [result.delivery])
+            _write_outcomes(_outcome_rows(token, [result.delivery]))
     except Exception:
         log.exception("could not record the outcome of %s", result.delivery)
 
@@ -128,15 +134,14 @@ def _after(results: list[AttemptResult], now: datetime) -> None:
         log.exception("could not check failing endpoints")
 
 
-def _write_outcomes(token: str, deliveries: list[Delivery]) -> None:
+def _write_outcomes(rows: list[tuple[Any, ...]]) -> None:
     """One prepared UPDATE executed for every row (executemany).
 
     Django's bulk_update builds a CASE expression per field and row, which cost more CPU than
     the HTTP requests themselves. The claim token in the WHERE clause leaves a row alone if it
     was taken back meanwhile (its endpoint disabled, its lease expired and taken by another).
     """
-    ops = connection.ops
-    qn = ops.quote_name
+    qn = connection.ops.quote_name
     sql = (
         f"UPDATE {qn(Delivery._meta.db_table)} SET {qn('status')} = %s, "
         f"{qn('next_attempt_at')} = %s, {qn('claimed_by')} = '', {qn('claimed_until')} = NULL, "
@@ -144,7 +149,13 @@ def _write_outcomes(token: str, deliveries: list[Delivery]) -> None:
         f"{qn('completed_at')} = %s, {qn('manual_retry')} = %s "
         f"WHERE {qn('id')} = %s AND {qn('claimed_by')} = %s"
     )
-    rows = [
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def _outcome_rows(token: str, deliveries: list[Delivery]) -> list[tuple[Any, ...]]:
+    ops = connection.ops
+    return [
         (
             d.status,
             ops.adapt_datetimefield_value(d.next_attempt_at),
@@ -158,18 +169,20 @@ def _write_outcomes(token: str, deliveries: list[Delivery]) -> None:
         )
         for d in deliveries
     ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
 
 
-def _insert_attempts(attempts: list[DeliveryAttempt]) -> None:
+def _insert_attempts(rows: list[tuple[Any, ...]]) -> None:
     """One prepared INSERT for every attempt row (bulk_create's per-field work cost more)."""
-    if not attempts:
-        return
+    if rows:
+        with connection.cursor() as cursor:
+            cursor.executemany(insert_sql(DeliveryAttempt, ATTEMPT_COLUMNS), rows)
+
+
+def _attempt_rows(attempts: list[DeliveryAttempt]) -> list[tuple[Any, ...]]:
     ops = connection.ops
     meta = DeliveryAttempt._meta
     json_fields = [meta.get_field("request_headers"), meta.get_field("response_headers")]
-    rows = [
+    return [
         (
             a.delivery_id,
             a.number,
@@ -188,5 +201,3 @@ def _insert_attempts(attempts: list[DeliveryAttempt]) -> None:
         )
         for a in attempts
     ]
-    with connection.cursor() as cursor:
-        cursor.executemany(insert_sql(DeliveryAttempt, ATTEMPT_COLUMNS), rows)
