@@ -1,4 +1,6 @@
-"""Creating deliveries: `create_deliveries` is the one function that makes them.
+"""Creating deliveries: `create_deliveries_of_events` is the one function that makes them.
+
+`create_deliveries` is its form for one event.
 
 Emit, Send test, one-off `webhook_url`s, resend and retries all come through here (resend and
 retries make existing deliveries due again through `retry_now`), so every delivery starts
@@ -50,38 +52,55 @@ def create_deliveries(
         event: the stored event.
         targets: (endpoint id, "") for an endpoint, (None, url) for a one-off URL.
         due: False for a delivery the caller sends itself (Send test).
-        kick_pump: False when the caller kicks once for many events (`emit_many`).
+        kick_pump: False when the caller kicks once for many events.
 
     Returns:
         The deliveries' public ids, in the order of `targets`.
     """
-    if not targets:
-        return []
+    return create_deliveries_of_events([(event, targets)], due=due, kick_pump=kick_pump)[0]
+
+
+def create_deliveries_of_events(
+    plan: Sequence[tuple[Event, list[Target]]], *, due: bool = True, kick_pump: bool = True
+) -> list[list[str]]:
+    """`create_deliveries` for many events at once: one statement for all their rows.
+
+    A batch of 100 events made 100 statements (three quarters of `emit_many` on PostgreSQL).
+
+    Returns:
+        Each event's deliveries' public ids, in the order of `plan` and of its targets.
+    """
     ops = connection.ops
-    created = ops.adapt_datetimefield_value(event.created_at)
     # PostgreSQL: due by the database's clock, not the web machine's (workers compare with it).
     db_clock = due and connection.vendor == "postgresql"
     sql = insert_sql(
         Delivery, _DELIVERY_COLUMNS, values={"next_attempt_at": now_sql()} if db_clock else None
     )
-    due_at: tuple[Any, ...] = () if db_clock else (created if due else None,)
-    ids = [new_id("dlv") for _ in targets]
-    rows = [
-        (
-            public_id,
-            event.merchant_id,
-            event.pk,
-            endpoint_id,
-            url,
-            "pending",
-            0,
-            *due_at,
-            "",
-            "",
-            created,
-        )
-        for public_id, (endpoint_id, url) in zip(ids, targets, strict=True)
-    ]
+    rows = []
+    ids: list[list[str]] = []
+    for event, targets in plan:
+        created = ops.adapt_datetimefield_value(event.created_at)
+        due_at: tuple[Any, ...] = () if db_clock else (created if due else None,)
+        event_ids = [new_id("dlv") for _ in targets]
+        ids.append(event_ids)
+        rows += [
+            (
+                public_id,
+                event.merchant_id,
+                event.pk,
+                endpoint_id,
+                url,
+                "pending",
+                0,
+                *due_at,
+                "",
+                "",
+                created,
+            )
+            for public_id, (endpoint_id, url) in zip(event_ids, targets, strict=True)
+        ]
+    if not rows:
+        return ids
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
     if due and kick_pump:
@@ -118,8 +137,8 @@ def emit_many(
 
     What `emit()` does for one event, at batch cost: subscribers are read once per event
     type (before the write transaction, as in `emit()`), sequence numbers are taken with one
-    UPDATE, the events are inserted with one statement, and of the kicks that each
-    `create_deliveries()` call asks for after commit, one is kept (they all do the same).
+    UPDATE, the events are inserted with one statement, their deliveries with one more, and
+    one pump is kicked after commit.
 
     Args:
         merchant: the tenant the events belong to.
@@ -142,14 +161,13 @@ def emit_many(
     }
     with transaction.atomic():
         events = _insert_events(merchant, items, types)
-        created = 0
+        plan = []
         for event, item in zip(events, items, strict=True):
             targets: list[Target] = [(pk, "") for pk in subscribers[item["type"]]]
             if event.webhook_url:
                 targets.append((None, event.webhook_url))
-            created += len(create_deliveries(event, targets, kick_pump=False))
-        if created:
-            transaction.on_commit(kick)  # one kick queues one pump, however many events
+            plan.append((event, targets))
+        create_deliveries_of_events(plan)  # one kick after commit, however many events
         if in_transaction is not None:
             in_transaction(events)
     return events
