@@ -266,30 +266,32 @@ class Pump:
         return self.senders.sent - sent_before
 
     def _loop(self, stop: StopFlag, deadline: float) -> bool:
-        """Returns True when nothing was claimable and nothing is in flight."""
-        next_claim = 0.0
-        exhausted = False
+        """Returns True when nothing was claimable and nothing is in flight.
+
+        Each claim is a write transaction (on SQLite it holds the one write lock the API's
+        emits wait for), so a few free threads wait CLAIM_TOPUP for more to free up; a
+        quarter of the threads free, or all of them, are claimed for at once.
+        """
+        last_claim = -CLAIM_RETRY
+        exhausted = short = False  # the last claim found nothing / less than it asked for
         while True:
             now = time.monotonic()
             if stop.requested or now >= deadline:
                 return False
             free = self.senders.free()
-            if free > 0 and (now >= next_claim or free == self.threads):
+            wait_until = last_claim + (CLAIM_RETRY if exhausted else CLAIM_TOPUP)
+            many = free == self.threads or (
+                not short and free >= self.threads // MIN_CLAIM_FRACTION
+            )
+            if free > 0 and (many or now >= wait_until):
                 got = self.claim(free)
-                exhausted = got == 0
-                if exhausted:
-                    next_claim = now + CLAIM_RETRY
-                elif got < free or free < self.threads // MIN_CLAIM_FRACTION:
-                    next_claim = now + CLAIM_TOPUP
-                else:
-                    next_claim = 0.0
+                last_claim, exhausted, short = now, got == 0, got < free
                 free -= got
+                wait_until = now + (CLAIM_RETRY if exhausted else CLAIM_TOPUP)
             if free == self.threads and exhausted:
                 return True
-            if free <= 0:
-                self.senders.wait(CLAIM_RETRY)  # woken as soon as a send finishes
-            elif next_claim > time.monotonic():
-                self.senders.wait(next_claim - time.monotonic())
+            # Woken early whenever a send finishes or a batch is recorded.
+            self.senders.wait(max(wait_until - time.monotonic(), 0.001) if free else CLAIM_RETRY)
 
     def claim(self, free: int) -> int:
         """Claim up to `free` deliveries and start each on a sender thread at once."""
