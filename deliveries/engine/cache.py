@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.db import connection
 
 from deliveries.models import Delivery, Event
 from endpoints.models import Endpoint
@@ -21,6 +24,45 @@ _CLAIM_FIELDS = (
     "claimed_until",
     "manual_retry",
 )
+
+
+def _claimed_rows(ids: Sequence[int], token: str) -> list[tuple[Any, ...]]:
+    """One hand-written SELECT: the ORM's took longer to build than to run, on every claim."""
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(Delivery._meta.get_field(name).column) for name in _CLAIM_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM {qn(Delivery._meta.db_table)} "
+            f"WHERE {qn('id')} IN ({', '.join(['%s'] * len(ids))}) "
+            f"AND {qn('status')} = 'delivering' AND {qn('claimed_by')} = %s",
+            [*ids, token],
+        )
+        return cursor.fetchall()
+
+
+def _converters() -> list[tuple[str, Callable[[Any], Any]]]:
+    """Each claimed column's name and how a raw value becomes the field's Python value
+    (SQLite hands back datetimes as text and booleans as integers)."""
+    result: list[tuple[str, Callable[[Any], Any]]] = []
+    for name in _CLAIM_FIELDS:
+        field = Delivery._meta.get_field(name)
+        column = field.get_col(Delivery._meta.db_table)  # what Django's own converters expect
+        steps = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if not steps:
+            result.append((field.attname, _same))
+            continue
+
+        def convert(value: Any, steps: list[Any] = steps, column: Any = column) -> Any:
+            for step in steps:
+                value = step(value, column, connection)
+            return value
+
+        result.append((field.attname, convert))
+    return result
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 class ClaimCache:
@@ -41,16 +83,16 @@ class ClaimCache:
 
     def load(self, ids: Sequence[int], token: str) -> list[Delivery]:
         """The deliveries among `ids` that this token holds, with event and endpoint."""
-        rows = list(
-            Delivery.objects.filter(
-                pk__in=ids, status=Delivery.Status.DELIVERING, claimed_by=token
-            ).values_list(*_CLAIM_FIELDS)
-        )
+        if not ids:
+            return []
+        rows = _claimed_rows(ids, token)
         self._load_events({row[2] for row in rows})
         self._load_endpoints({row[3] for row in rows if row[3] is not None})
         deliveries = []
+        converters = _converters()
         for row in rows:
-            delivery = Delivery(**dict(zip(_CLAIM_FIELDS, row, strict=True)))
+            pairs = zip(converters, row, strict=True)
+            delivery = Delivery(**{name: convert(value) for (name, convert), value in pairs})
             delivery.status = Delivery.Status.DELIVERING
             delivery.claimed_by = token
             delivery.event = self.events[delivery.event_id]

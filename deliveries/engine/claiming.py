@@ -400,21 +400,28 @@ def _mark(token: str, rows: list[_Row], now: datetime, *, due: bool = True) -> N
     """Make the chosen rows ours if they are still pending (and still due).
 
     The lease covers one request from now (its deadline plus a margin), by the database's
-    clock; a dead worker's claims come back after it.
+    clock; a dead worker's claims come back after it. Written by hand: building the ORM's
+    UPDATE cost more than running it, on every claim.
     """
     by_lease: dict[float, list[int]] = defaultdict(list)
     for row in rows:
         by_lease[row.timeout].append(row.id)
     margin = settings.WEBHOOK_LEASE_MARGIN_SECONDS
-    for timeout, ids in by_lease.items():
-        still = Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING)
-        if due:
-            # Taken, tried and rescheduled by another worker since we looked: not due now.
-            still = still.filter(next_attempt_at__lte=now)
-        still.update(
-            status=Delivery.Status.DELIVERING,
-            claimed_by=token,
-            claimed_until=now + timedelta(seconds=timeout + margin),
-            attempts=F("attempts") + 1,
-            last_attempt_at=now,
-        )
+    # Taken, tried and rescheduled by another worker since we looked: not due now.
+    still_due = f" AND {_q('next_attempt_at')} <= %s" if due else ""
+    with connection.cursor() as cursor:
+        for timeout, ids in by_lease.items():
+            cursor.execute(
+                f"UPDATE {_table(Delivery)} SET {_q('status')} = 'delivering', "
+                f"{_q('claimed_by')} = %s, {_q('claimed_until')} = %s, "
+                f"{_q('attempts')} = {_q('attempts')} + 1, {_q('last_attempt_at')} = %s "
+                f"WHERE {_q('id')} IN ({', '.join(['%s'] * len(ids))}) "
+                f"AND {_q('status')} = 'pending'{still_due}",
+                [
+                    token,
+                    _param(now + timedelta(seconds=timeout + margin)),
+                    _param(now),
+                    *ids,
+                    *([_param(now)] if due else []),
+                ],
+            )
