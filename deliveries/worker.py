@@ -15,16 +15,29 @@ from deliveries.engine.sweeping import Sweeper
 
 
 class DeliveryWorker(SimpleWorker):
+    _sweeper: Sweeper | None = None
+
     def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
-        sweeper = None
         if not burst:
-            sweeper = Sweeper(on_sweep=self.ensure_registered)
-            sweeper.start()
+            self._sweeper = Sweeper(on_sweep=self.ensure_registered)
+            self._sweeper.start()
         try:
             return super().work(burst, *args, **kwargs)
         finally:
-            if sweeper is not None:
-                sweeper.stopped.set()
+            self._stop_sweeper()
+
+    def register_death(self) -> None:
+        # The sweep stops first: a sweep that ended just after RQ took this worker out of the
+        # registry put it back (ensure_registered), and /healthz then counted a stopped
+        # worker until its key expired (seen under load, a slower sweep widening the gap).
+        self._stop_sweeper()
+        super().register_death()
+
+    def _stop_sweeper(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.stopped.set()
+            if self._sweeper.is_alive():
+                self._sweeper.join(timeout=10)
 
     def ensure_registered(self) -> None:
         """Put this worker back in RQ's registry if Redis lost it (restarted without its data).
