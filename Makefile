@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: run test test-postgres bench lint format redis-server chromium postgresql faketime clean
+.PHONY: run test test-postgres bench lint format redis-server chromium postgresql pgbouncer faketime clean
 
 run: $(VENV)/.installed redis-server
 	$(BIN)/python -m webhooks_project.run
@@ -17,9 +17,11 @@ test: $(VENV)/.installed-test redis-server chromium faketime
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-# The whole suite again on PostgreSQL: a private cluster under var/postgres (unix socket only).
-test-postgres: $(VENV)/.installed-test redis-server chromium postgresql faketime
-	DATABASE_URL="$$($(BIN)/python -m webhooks_project.embedded_postgres start)" $(BIN)/python -m pytest
+# The whole suite again on PostgreSQL: a private cluster under var/postgres, reached through
+# PgBouncer in transaction-pooling mode under var/pgbouncer (unix sockets only), as production
+# runs (README "Several machines").
+test-postgres: $(VENV)/.installed-test redis-server chromium postgresql pgbouncer faketime
+	DATABASE_URL="$$($(BIN)/python -m webhooks_project.embedded_pgbouncer start)" $(BIN)/python -m pytest
 
 # The benchmark (never part of `make test`): prints a table, writes var/bench/results.json;
 # its hostile-neighbour scenario runs on the private PostgreSQL cluster (var/bench-postgres).
@@ -63,6 +65,10 @@ faketime:
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
 		{ echo "Installing postgresql..."; $(APT) update -qq && $(APT) install -y -qq postgresql >/dev/null; }
+
+pgbouncer:
+	@[ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || \
+		{ echo "Installing pgbouncer..."; $(APT) update -qq && $(APT) install -y -qq pgbouncer >/dev/null; }
 
 clean:
 	rm -rf $(VENV) var

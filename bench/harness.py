@@ -6,6 +6,7 @@ bench/receiver.py as the receivers. See bench/run.py.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -75,7 +76,14 @@ def postgres_database() -> str:
              "-U", "postgres", "-d", "postgres", "-c", sql],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
-    return url.rsplit("/", 1)[0] + "/bench"
+    url = url.rsplit("/", 1)[0] + "/bench"
+    # BENCH_PGBOUNCER=1: everything reaches the cluster through PgBouncer in transaction mode.
+    if os.environ.get("BENCH_PGBOUNCER") == "1":
+        from webhooks_project import embedded_pgbouncer
+
+        url = embedded_pgbouncer.start(VAR / "pgbouncer", url)
+        atexit.register(embedded_pgbouncer.stop, VAR / "pgbouncer")
+    return url
 
 
 # --- helpers ---------------------------------------------------------------------------

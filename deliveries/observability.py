@@ -71,9 +71,19 @@ def redis_client() -> redis.Redis:
     Not the queue's connection: that one may wait indefinitely on a Redis that hangs, and
     neither a pump nor a load balancer's probe may.
     """
-    return redis.Redis.from_url(
-        settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
-    )
+    timeouts = {"socket_timeout": 2, "socket_connect_timeout": 2, "health_check_interval": 30}
+    if settings.REDIS_SENTINELS:
+        # The same master as the queue's (RQ_QUEUES), found through the sentinels.
+        sentinel = redis.Sentinel(
+            settings.REDIS_SENTINELS, socket_timeout=2, socket_connect_timeout=2
+        )
+        return sentinel.master_for(
+            settings.REDIS_SENTINEL_MASTER,
+            db=settings.REDIS_SENTINEL_DB,
+            password=settings.REDIS_PASSWORD,
+            **timeouts,
+        )
+    return redis.Redis.from_url(settings.REDIS_URL, **timeouts)
 
 
 def code_class(status: int | None) -> str:

@@ -1,7 +1,8 @@
 """The RQ worker class the project runs: a SimpleWorker with the sweep beside it.
 
 SimpleWorker runs jobs in its own process: the forking default costs a fork per job
-(about 40 jobs a second against 220 on this kind of machine), and a pump job is long-lived anyway.
+(about 40 jobs a second against 220 on this kind of machine), and a pump job is
+long-lived anyway.
 """
 
 from __future__ import annotations
@@ -17,20 +18,37 @@ from deliveries.engine.sweeping import Sweeper
 
 
 class DeliveryWorker(SimpleWorker):
+    _sweeper: Sweeper | None = None
+
     def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
-        sweeper = None
         if not burst:
-            sweeper = Sweeper(on_sweep=self.ensure_registered)
-            sweeper.start()
+            self._sweeper = Sweeper(on_sweep=self.ensure_registered)
+            self._sweeper.start()
         try:
             return super().work(burst, *args, **kwargs)
         finally:
-            if sweeper is not None:
-                sweeper.stopped.set()
-            # A pump job hands over without waiting for its sends in flight; record them
-            # before the process exits (each is bounded by its request deadline).
-            if not pumping.drain(timeout=http.MAX_TIMEOUT + 5):
-                self.log.warning("exiting with sends still in flight; their leases will expire")
+            self._stop_sweeper()
+            self._finish_sends()
+
+    def register_death(self) -> None:
+        # The sweep stops first: a sweep that ended just after RQ took this worker out of the
+        # registry put it back (ensure_registered), and /healthz then counted a stopped
+        # worker until its key expired (seen under load, a slower sweep widening the gap).
+        self._stop_sweeper()
+        self._finish_sends()  # while the worker still shows as alive
+        super().register_death()
+
+    def _stop_sweeper(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.stopped.set()
+            if self._sweeper.is_alive():
+                self._sweeper.join(timeout=10)
+
+    def _finish_sends(self) -> None:
+        # A pump job hands over without waiting for its sends in flight; record them before
+        # the process exits (each is bounded by its request deadline).
+        if not pumping.drain(timeout=http.MAX_TIMEOUT + 5):
+            self.log.warning("exiting with sends still in flight; their leases will expire")
 
     def ensure_registered(self) -> None:
         """Put this worker back in RQ's registry if Redis lost it (restarted without its data).

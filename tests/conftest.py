@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import django_rq
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test import Client
 from playwright.sync_api import sync_playwright
@@ -95,7 +96,9 @@ def database_url() -> str:
     if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
     host = quote(db["HOST"] or "", safe="")
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{host}:{db['PORT']}/{db['NAME']}"
+    url = f"postgres://{db['USER']}:{db['PASSWORD']}@{host}:{db['PORT']}/{db['NAME']}"
+    # Workers started by tests go through PgBouncer the same way as the test itself.
+    return url + "?pgbouncer=1" if settings.DATABASE_PGBOUNCER else url
 
 
 @pytest.fixture

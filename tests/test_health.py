@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,9 +16,11 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.test import Client
-from rq import Worker
+from rq import Worker, worker_registration
 
 from deliveries import emit, jobs
+from deliveries.engine.sweeping import Sweeper
+from deliveries.worker import DeliveryWorker
 from endpoints.models import Endpoint, Merchant
 from tests.conftest import database_url
 from tests.faults.conftest import wait_until
@@ -100,6 +103,28 @@ def test_it_answers_503_until_a_worker_checks_in_and_again_once_it_stops(
     status, body = health()
     assert (status, body["failed"]) == (503, ["workers"])
     assert "no worker has checked in" in body["checks"]["workers"]["error"]
+
+
+def test_it_forgets_a_stopped_worker_even_when_its_last_sweep_ends_after_the_stop(
+    redis_conn: Any,
+) -> None:
+    worker = DeliveryWorker([jobs.queue()], connection=redis_conn)
+    worker.register_birth()
+    in_upkeep, finish = threading.Event(), threading.Event()
+
+    def late_upkeep() -> None:  # a sweep still running when the worker is told to stop
+        in_upkeep.set()
+        finish.wait(10)
+        worker.ensure_registered()
+
+    worker._sweeper = Sweeper(on_sweep=late_upkeep)
+    worker._sweeper.start()
+    assert in_upkeep.wait(10)
+    threading.Timer(0.5, finish.set).start()
+    worker.register_death()
+    worker._sweeper.join(10)
+    assert not redis_conn.sismember(worker_registration.REDIS_WORKER_KEYS, worker.key)
+    assert health()[1]["failed"] == ["workers"]
 
 
 def test_it_answers_503_naming_redis_while_it_is_down_and_200_once_it_is_back(

@@ -97,6 +97,34 @@ def get_database(name: str, default: str) -> dict[str, Any]:
     return config
 
 
+def pop_pgbouncer_flag(name: str, database: dict[str, Any]) -> bool:
+    """Take `?pgbouncer=1` off a database URL's options (psycopg would refuse it).
+
+    Returns:
+        Whether the URL points at PgBouncer in transaction-pooling mode.
+    """
+    raw = database.get("OPTIONS", {}).pop("pgbouncer", None)
+    if raw is None:
+        return False
+    value = str(raw).strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise _fail(name, f"pgbouncer: expected true/false (1/0), got {raw!r}")
+    if value in _TRUE and "postgresql" not in database["ENGINE"]:
+        raise _fail(name, "pgbouncer=1 needs a postgres:// URL")
+    return value in _TRUE
+
+
+def get_redis_sentinels(name: str) -> list[tuple[str, int]]:
+    """Comma-separated `host:port` addresses of Redis Sentinels, e.g. "10.0.0.7:26379"."""
+    sentinels = []
+    for value in get_list(name, []):
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise _fail(name, f"{value!r} is not host:port (e.g. 10.0.0.7:26379)")
+        sentinels.append((host.strip("[]"), int(port)))
+    return sentinels
+
+
 def get_redis_url(name: str) -> str | None:
     raw = os.environ.get(name)
     if raw is None or raw == "":

@@ -102,6 +102,20 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": config.get_database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+
+# PgBouncer in transaction-pooling mode (`?pgbouncer=1` on DATABASE_URL): consecutive
+# transactions of one connection may run on different server sessions, so nothing may
+# outlive a transaction on the server. Prepared statements stay off (Django's default with
+# psycopg 3, pinned here) and server-side cursors (`.iterator()`: DECLARE ... WITH HOLD)
+# are off. The engine's advisory locks are transaction-scoped and it uses no LISTEN, SET or
+# temporary tables; the TimeZone Django sets on connect is one of the parameters PgBouncer
+# replays on every server session it lends. The backend only changes how the test database
+# is dropped (webhooks_project/pgbouncer/base.py).
+DATABASE_PGBOUNCER = config.pop_pgbouncer_flag("DATABASE_URL", DATABASES["default"])
+if DATABASE_PGBOUNCER:
+    DATABASES["default"]["ENGINE"] = "webhooks_project.pgbouncer"
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server read while a worker writes; IMMEDIATE takes the write lock at
     # BEGIN so two writers queue up instead of failing with "database is locked", and our
@@ -117,17 +131,43 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 # Persistent connections: opening one per request (Django's default) cost the API more than
 # storing the event did (a new SQLite connection runs its PRAGMAs and opens the lock file).
+# Behind PgBouncer they are client connections to it, which hold no server connection
+# between transactions; PgBouncer's own server connections are the ones that persist.
 DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = config.get_redis_url("REDIS_URL")
+# Redis behind Sentinel: the clients ask these sentinels for the current master of
+# REDIS_SENTINEL_MASTER on every (re)connect, so a failover needs no restart.
+REDIS_SENTINELS = config.get_redis_sentinels("REDIS_SENTINELS")
+REDIS_SENTINEL_MASTER = config.get_str("REDIS_SENTINEL_MASTER") or ""
+REDIS_SENTINEL_DB = config.get_int("REDIS_SENTINEL_DB", 0, minimum=0)
+REDIS_PASSWORD = config.get_str("REDIS_PASSWORD") or None
+if REDIS_SENTINELS and REDIS_URL:
+    raise ImproperlyConfigured("REDIS_SENTINELS: set either REDIS_URL or REDIS_SENTINELS, not both")
+if REDIS_SENTINELS and not REDIS_SENTINEL_MASTER:
+    raise ImproperlyConfigured(
+        "REDIS_SENTINEL_MASTER: must name the master (Sentinel's service name) with REDIS_SENTINELS"
+    )
 EMBEDDED_REDIS_DIR: Path | None = None
-if REDIS_URL is None:
+if REDIS_URL is None and not REDIS_SENTINELS:
     EMBEDDED_REDIS_DIR = VAR_DIR / "redis"
     REDIS_URL = embedded_redis.ensure_running(EMBEDDED_REDIS_DIR)
 
-RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 900}}
+RQ_QUEUES: dict[str, dict[str, object]] = {
+    "default": (
+        {
+            "SENTINELS": REDIS_SENTINELS,
+            "MASTER_NAME": REDIS_SENTINEL_MASTER,
+            "DB": REDIS_SENTINEL_DB,
+            "PASSWORD": REDIS_PASSWORD,
+            "DEFAULT_TIMEOUT": 900,
+        }
+        if REDIS_SENTINELS
+        else {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 900}
+    )
+}
 RQ_SHOW_ADMIN_LINK = True
 # The stock `manage.py rqworker --with-scheduler` runs the same complete worker as run_worker
 # (sweep, retries, released leases), not RQ's forking default without them.
