@@ -12,7 +12,6 @@ from bench.harness import (
     Receiver,
     Workers,
     clean_tables,
-    gunicorn,
     latencies_ms,
     merchant_with_endpoints,
     payload,
@@ -24,25 +23,51 @@ from bench.harness import (
 # --- scenarios ---------------------------------------------------------------------------
 
 
-def limit(receiver: Receiver, seconds: float) -> dict[str, Any]:
-    """A plain requests.Session().post loop: the HTTP client's ceiling in one process."""
-    import requests
-
+def _signed_request() -> tuple[bytes, dict[str, str]]:
+    """The body and headers both limit loops send: a signed, 1 KiB inventory update."""
     from deliveries import signing
 
     body = json.dumps({"id": "evt_x", "data": payload(1)}).encode()
     headers = {"content-type": "application/json"}
     headers.update(signing.headers([b"k" * 32], "evt_x", int(time.time()), body))
-    session = requests.Session()
-    url = receiver.url("/ok/limit")
+    return body, headers
+
+
+def _loop(send: Any, seconds: float) -> float:
+    """Requests a second of `send()` in a loop on this thread, after 200 to warm up."""
     for _ in range(200):
-        session.post(url, data=body, headers=headers)
+        send()
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        session.post(url, data=body, headers=headers)
+        send()
         count += 1
-    rate = count / (time.perf_counter() - started)
-    return {"requests_per_second": round(rate), "body_bytes": len(body), "seconds": seconds}
+    return count / (time.perf_counter() - started)
+
+
+def limit(receiver: Receiver, seconds: float) -> dict[str, Any]:
+    """Two one-thread loops to the fast receiver, same body, back to back.
+
+    `requests_per_second`: a plain requests.Session().post loop (the limit issue 13's targets
+    are ratios to). `own_sender_per_second`: the product's own sender, `deliveries.http.post`
+    (urllib3 with the SSRF guard, deadline watchdog and capped reads) that every delivery
+    goes through (deliveries/engine/sending.py), with the same body and headers.
+    """
+    import requests
+
+    from deliveries import http
+
+    body, headers = _signed_request()
+    session = requests.Session()
+    url = receiver.url("/ok/limit")
+    plain = _loop(lambda: session.post(url, data=body, headers=headers), seconds)
+    own_url = receiver.url("/ok/own-sender")
+    own = _loop(lambda: http.post(own_url, body, headers, timeout=30), seconds)
+    return {
+        "requests_per_second": round(plain),
+        "own_sender_per_second": round(own),
+        "body_bytes": len(body),
+        "seconds": seconds,
+    }
 
 
 def fast(
@@ -53,7 +78,8 @@ def fast(
 
     # The machine is shared and its speed drifts over minutes: the ratio compares with the
     # client's limit measured right before this run, side by side.
-    lim = limit(receiver, limit_seconds)["requests_per_second"]
+    beside = limit(receiver, limit_seconds)
+    lim, own = beside["requests_per_second"], beside["own_sender_per_second"]
     clean_tables()
     receiver.reset()
     merchant = merchant_with_endpoints(
@@ -83,7 +109,9 @@ def fast(
         "emit_seconds": round(emit_seconds, 2),
         "deliveries_per_second": round(rate),
         "limit_beside_requests_per_second": lim,
+        "own_sender_beside_per_second": own,
         "ratio_to_limit": round(rate / lim, 2),
+        "ratio_to_own_sender": round(rate / own, 2),
         "duplicates": stats["duplicates"],
         "worker_rss_mb": rss,
     }
@@ -175,50 +203,6 @@ def at_rest(receiver: Receiver, events: int) -> dict[str, Any]:
         "events": events,
         "p50_ms": round(percentile(values, 50), 1),
         "p99_ms": round(percentile(values, 99), 1),
-    }
-
-
-def emit_api(receiver: Receiver, requests_count: int, clients: int) -> dict[str, Any]:
-    """POST /api/v1/events through gunicorn, 10 subscribed endpoints per event.
-
-    The load generator shares the two cores with the server it measures, so it uses urllib3
-    (requests' own transport, about half of requests' CPU per call), as one would use wrk.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    import urllib3
-
-    from endpoints.models import ApiKey
-
-    clean_tables()
-    merchant = merchant_with_endpoints([receiver.url(f"/ok/{n}") for n in range(10)])
-    key = ApiKey.issue(merchant, "bench")[1]
-    server, port = gunicorn(workers=3)
-    path = "/api/v1/events"
-    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
-    body = json.dumps({"type": "inventory_levels.update", "data": payload(1)})
-    local = __import__("threading").local()
-
-    def post(_: int) -> int:
-        if not hasattr(local, "pool"):
-            local.pool = urllib3.HTTPConnectionPool("127.0.0.1", port, maxsize=1, retries=False)
-        return local.pool.urlopen("POST", path, body=body, headers=headers, timeout=30).status
-
-    post(0)  # warm up: the first request of a gunicorn worker loads the application
-    with ThreadPoolExecutor(clients) as pool:
-        started = time.perf_counter()
-        codes = list(pool.map(post, range(requests_count)))
-        elapsed = time.perf_counter() - started
-    server.terminate()
-    server.wait()
-    return {
-        "requests": requests_count,
-        "clients": clients,
-        "gunicorn_workers": 3,
-        "load_generator": "urllib3, one connection per client thread",
-        "endpoints_per_event": 10,
-        "accepted": codes.count(202),
-        "events_per_second": round(requests_count / elapsed),
     }
 
 
