@@ -93,6 +93,12 @@ def scaling_table(scaling: dict[str, Any] | None) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in scaling["runs"]:
+        if "error" in run:
+            lines.append(
+                f"| {run['command']} | {run['threads']} | {run['workers']} | "
+                f"error: {run['error'][:80]} |" + " |" * 8
+            )
+            continue
         cpu = run["cpu"]
         share = cpu["percent_of_machine"]
         capacity = cpu["seconds"] * cpu["cores"]

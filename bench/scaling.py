@@ -54,10 +54,19 @@ def scaling(receiver: Receiver, quick: bool) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     for command, workers, threads in plan:
         size = round(expected_rate(workers, threads) * run_seconds)
-        runs.append(drain(receiver, merchants, command, workers, threads, size))
+        try:
+            runs.append(drain(receiver, merchants, command, workers, threads, size))
+        except Exception as exc:  # the other runs' figures are still worth having
+            error = f"{type(exc).__name__}: {exc}"
+            runs.append(
+                {"command": command, "workers": workers, "threads": threads, "error": error}
+            )
+            print(f"  scaling: {command} x{workers} ({threads} threads): {error}", flush=True)
+            continue
         print(f"  scaling: {_line(runs[-1])}", flush=True)
-    for run in runs:
-        one = _find(runs, run["command"], 1, run["threads"])
+    runs_ok = [run for run in runs if "error" not in run]
+    for run in runs_ok:
+        one = _find(runs_ok, run["command"], 1, run["threads"])
         if one and one["deliveries_per_second"]:
             run["ratio_to_1_worker"] = round(
                 run["deliveries_per_second"] / one["deliveries_per_second"], 2
@@ -71,9 +80,9 @@ def scaling(receiver: Receiver, quick: bool) -> dict[str, Any]:
         "runs": runs,
     }
     for command in COMMANDS:
-        four = _find(runs, command, 4, default_threads)
+        four = _find(runs_ok, command, 4, default_threads)
         figures[f"{command}_per_second"] = {
-            str(w): (_find(runs, command, w, default_threads) or {}).get("deliveries_per_second")
+            str(w): (_find(runs_ok, command, w, default_threads) or {}).get("deliveries_per_second")
             for w in WORKER_COUNTS
         }
         figures[f"{command}_4_workers_ratio"] = (four or {}).get("ratio_to_1_worker")
