@@ -89,18 +89,19 @@ def scaling_table(scaling: dict[str, Any] | None) -> str:
         return ""
     lines = [
         "| command | threads | workers | deliveries/s | x 1 worker | machine busy | "
-        "workers | postgres | receiver | bench | redis | others |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "workers | postgres | receiver | bench | redis | others | CPU ms/delivery "
+        "(workers + postgres) | rate if alone |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in scaling["runs"]:
         if "error" in run:
             lines.append(
                 f"| {run['command']} | {run['threads']} | {run['workers']} | "
-                f"error: {run['error'][:80]} |" + " |" * 8
+                f"error: {run['error'][:80]} |" + " |" * 10
             )
             continue
         cpu = run["cpu"]
-        share = cpu["percent_of_machine"]
+        share, per = cpu["percent_of_machine"], cpu.get("ms_per_delivery", {})
         capacity = cpu["seconds"] * cpu["cores"]
         others = round(cpu["other_cpu_seconds"] / capacity * 100, 1) if capacity else 0
         late = " (timed out)" if run["timed_out"] else ""
@@ -108,7 +109,9 @@ def scaling_table(scaling: dict[str, Any] | None) -> str:
             f"| {run['command']} | {run['threads']} | {run['workers']} | "
             f"{run['deliveries_per_second']}{late} | {run.get('ratio_to_1_worker', '—')} | "
             f"{cpu['machine_busy_percent']}% | {share['workers']}% | {share['postgres']}% | "
-            f"{share['receiver']}% | {share['bench']}% | {share['redis']}% | {others}% |"
+            f"{share['receiver']}% | {share['bench']}% | {share['redis']}% | {others}% | "
+            f"{per.get('workers', '—')} + {per.get('postgres', '—')} | "
+            f"{cpu.get('rate_if_alone_on_these_cores') or '—'}/s |"
         )
     return "\n".join(lines)
 

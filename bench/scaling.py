@@ -172,6 +172,16 @@ def drain(
     elapsed = (last - started).total_seconds() if last else 0.0
     stats = receiver.stats()
     first_at = stats["first_at"]
+    # CPU per delivery is steadier than the rate on a shared machine; our processes' sum gives
+    # the rate these cores would allow if nothing else ran on them.
+    per_delivery = (
+        {name: round(seconds * 1000 / counted, 2) for name, seconds in cpu["cpu_seconds"].items()}
+        if counted
+        else {}
+    )
+    cpu["ms_per_delivery"] = per_delivery
+    ours = sum(per_delivery.values()) - per_delivery.get("bench", 0.0)
+    cpu["rate_if_alone_on_these_cores"] = round(cpu["cores"] * 1000 / ours) if ours else None
     return {
         "command": command,
         "workers": workers,
