@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.harness import (
@@ -250,6 +250,16 @@ def dashboard(rows: int) -> dict[str, Any]:
     return figures
 
 
+# Seeded rows are this many seconds apart, ending now (1,000,000 rows: 23 days), as a
+# long-running database has them: with one timestamp for all rows PostgreSQL's plan for the
+# webhook page's "first delivery since" queries sorted every row on ties (4 s a page).
+SEED_SPACING_SECONDS = 2
+
+
+def _at(now: Any, rows: int, i: int) -> Any:
+    return now - timedelta(seconds=SEED_SPACING_SECONDS * (rows - 1 - i))
+
+
 def _seed_executemany(
     cursor: Any, merchant_id: int, event_type_id: int, endpoint_id: int, rows: int, now: Any
 ) -> None:
@@ -269,7 +279,7 @@ def _seed_executemany(
                     event_type_id,
                     '{"n": 1}',
                     start + i + 1,
-                    ops.adapt_datetimefield_value(now),
+                    ops.adapt_datetimefield_value(_at(now, rows, start + i)),
                 )
                 for i in range(n)
             ],
@@ -292,8 +302,8 @@ def _seed_executemany(
                     endpoint_id,
                     "failed" if i % 50 == 0 else "succeeded",
                     500 if i % 50 == 0 else 200,
-                    ops.adapt_datetimefield_value(now),
-                    ops.adapt_datetimefield_value(now),
+                    ops.adapt_datetimefield_value(_at(now, rows, start + i)),
+                    ops.adapt_datetimefield_value(_at(now, rows, start + i)),
                 )
                 for i in range(n)
             ],
@@ -307,17 +317,18 @@ def _seed_postgres(
     cursor.execute(
         "INSERT INTO deliveries_event (public_id, merchant_id, event_type_id, data, sequence, "
         "webhook_url, created_at) SELECT 'evt_bench' || lpad(g::text, 15, '0'), %s, %s, "
-        "'{\"n\": 1}'::jsonb, g + 1, '', %s FROM generate_series(0, %s - 1) AS g",
-        [merchant_id, event_type_id, now, rows],
+        "'{\"n\": 1}'::jsonb, g + 1, '', %s - (%s - 1 - g) * %s * interval '1 second' "
+        "FROM generate_series(0, %s - 1) AS g",
+        [merchant_id, event_type_id, now, rows, SEED_SPACING_SECONDS, rows],
     )
     cursor.execute(
         "INSERT INTO deliveries_delivery (public_id, merchant_id, event_id, endpoint_id, url, "
         "status, attempts, claimed_by, last_status_code, last_error, created_at, completed_at, "
         "last_duration_ms) SELECT 'dlv_bench' || lpad((e.sequence - 1)::text, 15, '0'), %s, "
         "e.id, %s, '', CASE WHEN e.sequence %% 50 = 1 THEN 'failed' ELSE 'succeeded' END, 1, "
-        "'', CASE WHEN e.sequence %% 50 = 1 THEN 500 ELSE 200 END, '', %s, %s, 12 "
-        "FROM deliveries_event e WHERE e.merchant_id = %s ORDER BY e.id",
-        [merchant_id, endpoint_id, now, now, merchant_id],
+        "'', CASE WHEN e.sequence %% 50 = 1 THEN 500 ELSE 200 END, '', e.created_at, "
+        "e.created_at, 12 FROM deliveries_event e WHERE e.merchant_id = %s ORDER BY e.id",
+        [merchant_id, endpoint_id, merchant_id],
     )
 
 
