@@ -23,10 +23,11 @@ test: $(VENV)/.installed-test redis-server chromium faketime
 test-postgres: $(VENV)/.installed-test redis-server chromium postgresql pgbouncer faketime
 	DATABASE_URL="$$($(BIN)/python -m webhooks_project.embedded_pgbouncer start)" $(BIN)/python -m pytest
 
-# The benchmark (never part of `make test`): prints a table, writes var/bench/results.json;
-# its hostile-neighbour scenario runs on the private PostgreSQL cluster (var/bench-postgres).
+# The benchmark (never part of `make test`): every throughput scenario on SQLite, then again on
+# the private PostgreSQL cluster (var/bench-postgres) with the hostile neighbour and the scaling
+# curve; prints both side by side, writes var/bench/results.json. BENCH_ARGS=--quick for less.
 bench: $(VENV)/.installed redis-server postgresql
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

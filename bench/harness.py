@@ -7,6 +7,7 @@ bench/receiver.py as the receivers. See bench/run.py.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -114,26 +115,57 @@ class Receiver:
 
 
 class Workers:
-    def __init__(self, count: int) -> None:
-        env = {**os.environ}
-        self.procs = [
-            subprocess.Popen(
-                [sys.executable, str(BASE / "manage.py"), "run_worker", "--name", f"bench-{n}"],
-                cwd=BASE,
-                env=env,
-                start_new_session=True,
-            )
-            for n in range(count)
-        ]
+    """`count` worker processes, started and registered in RQ before this returns.
+
+    Args:
+        count: how many processes.
+        command: "run_worker" (the documented wrapper) or "rqworker": the stock
+            `python manage.py rqworker --with-scheduler` an operator would type, its output
+            (RQ's INFO line per job) written to var/bench/rqworker-N.log.
+        env: extra environment for the workers (e.g. WEBHOOK_WORKER_THREADS).
+    """
+
+    running: list[Workers] = []  # not stopped yet: stop_leftover_workers() ends them
+
+    def __init__(
+        self, count: int, command: str = "run_worker", env: dict[str, str] | None = None
+    ) -> None:
         from rq import Worker
 
         from deliveries import jobs
 
+        connection = jobs.queue().connection
+        already = len(Worker.all(connection=connection))
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Any] = []
+        Workers.running.append(self)
+        for n in range(count):
+            output = None
+            if command == "rqworker":
+                args = ["rqworker", "--with-scheduler"]
+                output = open(VAR / f"rqworker-{n}.log", "ab")  # noqa: SIM115 (closed in stop)
+                self.logs.append(output)
+            else:
+                args = ["run_worker", "--name", f"bench-{n}-{time.monotonic_ns()}"]
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, str(BASE / "manage.py"), *args],
+                    cwd=BASE,
+                    env={**os.environ, **(env or {})},
+                    start_new_session=True,
+                    stdout=output,
+                    stderr=output,
+                )
+            )
         deadline = time.monotonic() + 60
-        while len(Worker.all(connection=jobs.queue().connection)) < count:
+        while len(Worker.all(connection=connection)) < already + count:
             if time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError("workers did not start")
-            time.sleep(0.1)
+            time.sleep(0.05)
+
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self.procs]
 
     def rss_mb(self) -> list[float]:
         sizes = []
@@ -146,13 +178,25 @@ class Workers:
         return sizes
 
     def stop(self) -> None:
+        if self in Workers.running:
+            Workers.running.remove(self)
         for proc in self.procs:
-            os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
         for proc in self.procs:
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        for log in self.logs:
+            log.close()
+
+
+def stop_leftover_workers() -> None:
+    """Stop the workers of a scenario that failed before stopping its own."""
+    for pool in list(Workers.running):
+        pool.stop()
 
 
 def clean_tables() -> None:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from typing import Any
 
-from bench import harness
 from bench.harness import (
     Receiver,
     Workers,
@@ -25,17 +22,12 @@ HOSTILE_ZEROS = ("innocent_lost", "sent_twice_while_in_flight", "failed_rq_jobs"
 
 
 def on_postgres(receiver: Receiver, quick: bool) -> dict[str, Any]:
-    """Run hostile_neighbour on PostgreSQL, in a process of its own (Django is set up on
-    SQLite in this one), or right here when this process is the PostgreSQL one."""
+    """hostile_neighbour, in the PostgreSQL run of bench/run.py (a process of its own)."""
     from django.db import connection
 
-    seconds = 20 if quick else 60
-    if connection.vendor == "postgresql":
-        return hostile_neighbour(receiver, seconds)
-    command = [sys.executable, "-m", "bench.run", "--database", "postgres"]
-    subprocess.run(command + (["--quick"] if quick else []), cwd=harness.BASE, check=True)
-    found = json.loads((harness.VAR_POSTGRES / "results.json").read_text())
-    return found["hostile_neighbour"]
+    if connection.vendor != "postgresql":
+        raise RuntimeError("hostile_neighbour runs on PostgreSQL: bench.run --database postgres")
+    return hostile_neighbour(receiver, 20 if quick else 60)
 
 
 def _hostile_merchant(receiver: Receiver, dead_port: int) -> dict[str, Any]:
