@@ -126,3 +126,18 @@ def test_it_creates_an_api_key_that_authenticates(merchant: Merchant) -> None:
     assert client.get("/api/v1/webhooks").status_code == 200
     with pytest.raises(CommandError, match="No merchant"):
         run("create_api_key", "mrc_missing")
+
+
+def test_it_starts_no_redis_when_the_settings_are_read(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(DEBUG="1", VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="webhooks_project.settings")
+    result = subprocess.run(
+        [sys.executable, str(BASE / "manage.py"), "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=BASE,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "redis").exists()

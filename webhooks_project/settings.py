@@ -1,7 +1,10 @@
 """Settings, all from the environment (see README "Configuration").
 
-Defaults run locally with no configuration: SQLite under var/ and an embedded Redis.
-Production sets DEBUG=0, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL and REDIS_URL.
+Defaults run locally with no configuration: SQLite under var/ and the embedded Redis's
+socket under var/redis/. Importing these settings starts nothing: `make run`
+(webhooks_project/run.py), `manage.py` commands that need Redis, and the test suite start
+the embedded Redis when REDIS_URL is unset. Production sets DEBUG=0, SECRET_KEY,
+ALLOWED_HOSTS, DATABASE_URL and REDIS_URL.
 """
 
 from __future__ import annotations
@@ -121,11 +124,10 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = config.get_redis_url("REDIS_URL")
-EMBEDDED_REDIS_DIR: Path | None = None
-if REDIS_URL is None:
-    EMBEDDED_REDIS_DIR = VAR_DIR / "redis"
-    REDIS_URL = embedded_redis.ensure_running(EMBEDDED_REDIS_DIR)
+# Unset: the embedded Redis's socket under VAR_DIR (started by run.py or manage.py, not here).
+REDIS_URL = config.get_redis_url("REDIS_URL") or embedded_redis.url_for(
+    embedded_redis.directory_for(VAR_DIR)
+)
 
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 900}}
 RQ_SHOW_ADMIN_LINK = True
@@ -139,7 +141,7 @@ DEFAULT_FROM_EMAIL = config.get_str("DEFAULT_FROM_EMAIL", "webhooks@localhost")
 # Seconds one SMTP exchange may take: a stalled mail server holds one e-mail job, not more.
 EMAIL_TIMEOUT = config.get_int("EMAIL_TIMEOUT", 10, minimum=1)
 
-# Delivery policy (see BRIEF "Delivery semantics").
+# Delivery policy (see README "How it works" and "Configuration").
 WEBHOOK_REQUIRE_HTTPS = config.get_bool("WEBHOOK_REQUIRE_HTTPS", True)
 WEBHOOK_ALLOWED_NETWORKS = config.get_networks("WEBHOOK_ALLOWED_NETWORKS")
 # With ports listed, addresses that only WEBHOOK_ALLOWED_NETWORKS opens (e.g. this machine in
