@@ -28,7 +28,7 @@ def limit(receiver: Receiver, seconds: float) -> dict[str, Any]:
     """A plain requests.Session().post loop: the HTTP client's ceiling in one process."""
     import requests
 
-    from deliveries import signing
+    from lib import signing
 
     body = json.dumps({"id": "evt_x", "data": payload(1)}).encode()
     headers = {"content-type": "application/json"}
@@ -123,8 +123,8 @@ HEALTHY_EVENT_GAP = 0.02  # seconds: 50 events (500 deliveries) a second, half o
 
 
 def isolation(receiver: Receiver, backlog: int, healthy_events: int) -> dict[str, Any]:
+    from catalogue.models import EventType
     from deliveries import emit
-    from endpoints.models import EventType
 
     clean_tables()
     receiver.reset()
@@ -188,7 +188,7 @@ def emit_api(receiver: Receiver, requests_count: int, clients: int) -> dict[str,
 
     import urllib3
 
-    from endpoints.models import ApiKey
+    from accounts.models import ApiKey
 
     clean_tables()
     merchant = merchant_with_endpoints([receiver.url(f"/ok/{n}") for n in range(10)])
@@ -228,7 +228,9 @@ def dashboard(rows: int) -> dict[str, Any]:
     from django.test import Client
     from django.utils import timezone
 
-    from endpoints.models import Endpoint, EventType, Merchant, User
+    from accounts.models import Merchant, User
+    from catalogue.models import EventType
+    from endpoints.models import Endpoint
 
     clean_tables()
     merchant = Merchant.objects.create(name="Big")

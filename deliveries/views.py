@@ -16,11 +16,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
+from accounts.views import merchant_for_user
+from catalogue.models import EventType
 from deliveries import engine
-from deliveries.http import mask_url
 from deliveries.models import Delivery, DeliveryAttempt, Event
-from endpoints.models import Endpoint, EventType
-from endpoints.views import keyset_page, merchant_for_user, query_without, redirect_back
+from endpoints.models import Endpoint
+from lib.http import mask_url
+from lib.pages import keyset_page, query_without, redirect_back
 
 ATTEMPTS_PAGE_SIZE = 20
 

@@ -18,10 +18,12 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
+from accounts.models import Merchant
+from catalogue.models import Category, EventType
 from deliveries.engine import disable_endpoint
-from deliveries.http import mask_url
-from endpoints.models import Category, Endpoint, EventType, Merchant
+from endpoints.models import Endpoint
 from endpoints.validators import validate_secret, validate_webhook_url
+from lib.http import mask_url
 
 
 def mask_secret(secret: str) -> str:

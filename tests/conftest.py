@@ -17,11 +17,13 @@ from django.db import connection
 from django.test import Client
 from playwright.sync_api import sync_playwright
 
+from accounts.models import Merchant, User
+from catalogue import seed as catalogue
+from catalogue.models import Category, EventType
 from deliveries import jobs
 from deliveries.models import _event_types as event_type_cache
 from deliveries.worker import DeliveryWorker
-from endpoints import catalogue
-from endpoints.models import Category, Endpoint, EventType, Merchant, User
+from endpoints.models import Endpoint
 from webhooks_project import embedded_redis
 
 PASSWORD = "correct-horse-battery-staple"

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.test import Client
 
-from endpoints.models import Endpoint, Merchant
+from accounts.models import Merchant
+from endpoints.models import Endpoint
 
 
 def test_it_lists_and_filters_every_merchants_endpoints(

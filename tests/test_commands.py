@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
+from accounts.models import Merchant, User
 from deliveries.models import Event
-from endpoints.models import Endpoint, Inspector, Merchant, User
+from endpoints.models import Endpoint
+from tooling.models import Inspector
 
 BASE = Path(__file__).resolve().parent.parent
 
@@ -116,7 +118,7 @@ def test_it_stops_on_bad_configuration_with_one_line(
 def test_it_creates_an_api_key_that_authenticates(merchant: Merchant) -> None:
     from django.test import Client
 
-    from endpoints.models import ApiKey
+    from accounts.models import ApiKey
 
     raw = run("create_api_key", merchant.public_id, "--name", "Till 3")
     key = ApiKey.objects.get(merchant=merchant)

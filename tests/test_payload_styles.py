@@ -15,9 +15,10 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from deliveries import signing
+from accounts.models import ApiKey, Merchant, User
 from deliveries.models import Delivery, Event
-from endpoints.models import ApiKey, Endpoint, Merchant, User
+from endpoints.models import Endpoint
+from lib import signing
 from tests.conftest import Receiver
 
 # The document's example, as printed there (one key or value per line).

@@ -29,7 +29,7 @@ if not SECRET_KEY:
             "SECRET_KEY: must be set when DEBUG is off (set DEBUG=1 for local development)"
         )
     SECRET_KEY = config.DEV_SECRET_KEY
-# Signing secrets are encrypted at rest with these keys (see endpoints/crypto.py).
+# Signing secrets are encrypted at rest with these keys (see lib/crypto.py).
 FIELD_ENCRYPTION_KEYS = config.get_fernet_keys("FIELD_ENCRYPTION_KEY")
 if not FIELD_ENCRYPTION_KEYS:
     if not DEBUG:
@@ -57,14 +57,19 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "csp",
     "oauth2_provider",
+    # The domain, lowest first: each app's models point only at the apps above it.
+    "accounts",
+    "catalogue",
     "endpoints",
     "deliveries",
+    "tooling",
+    "operations",
 ]
 
 MIDDLEWARE = [
     # First, so load balancers and Prometheus reach /healthz and /metrics on each instance by
-    # its address: no ALLOWED_HOSTS check, no https redirect (see webhooks_project/health.py).
-    "webhooks_project.health.ProbeMiddleware",
+    # its address: no ALLOWED_HOSTS check, no https redirect (see operations/health.py).
+    "operations.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "webhooks_project.nul.RefuseNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -84,7 +89,7 @@ AUTHENTICATION_BACKENDS = [
 
 ROOT_URLCONF = "webhooks_project.urls"
 WSGI_APPLICATION = "webhooks_project.wsgi.application"
-AUTH_USER_MODEL = "endpoints.User"
+AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/webhooks/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -172,17 +177,17 @@ WEBHOOK_AUTO_DISABLE_SECONDS = config.get_int(
     "WEBHOOK_AUTO_DISABLE_SECONDS", WEBHOOK_RETRY_WINDOW_SECONDS, minimum=1
 )
 
-# The REST API (see webhooks_project/api.py).
+# The REST API (see accounts/api.py).
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["webhooks_project.api.BearerKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["webhooks_project.api.HasApiKey"],
-    "DEFAULT_THROTTLE_CLASSES": ["webhooks_project.api.KeyRateThrottle"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.api.BearerKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.api.HasApiKey"],
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.api.KeyRateThrottle"],
     "DEFAULT_PARSER_CLASSES": [
-        "webhooks_project.api.JSONParser",
+        "accounts.api.JSONParser",
         "rest_framework.parsers.FormParser",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "webhooks_project.api.exception_handler",
+    "EXCEPTION_HANDLER": "accounts.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
@@ -201,7 +206,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "webhooks_project.api_schema.add_error_responses",
+        "accounts.api_schema.add_error_responses",
     ],
 }
 # OAuth 2.0 client credentials (myPOS: "the generated oAuth Token"): a merchant's client

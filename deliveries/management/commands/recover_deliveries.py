@@ -8,10 +8,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from accounts.models import Merchant
 from deliveries.engine import retry_failed
-from endpoints.models import Endpoint, Merchant
-from webhooks_project.progress import ProgressBar, stop_requested_on_ctrl_c
-from webhooks_project.text import counted, deliveries
+from endpoints.models import Endpoint
+from lib.progress import ProgressBar, stop_requested_on_ctrl_c
+from lib.text import counted, deliveries
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
