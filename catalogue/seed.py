@@ -1,4 +1,4 @@
-"""The seeded event catalogue: every event type the vendor documents in shared/seeds/ name.
+"""The seeded event catalogue: every event type the POS vendors' webhook documents name.
 
 `install()` is idempotent (update or create) so a later migration can call it again after
 the list grows; staff add their own types in the admin.

@@ -338,7 +338,7 @@ class Delivery(models.Model):
     def merchant_secret(self) -> str:
         return self.event.merchant.webhook_secret
 
-    def apply(self, result: AttemptResult, now: datetime) -> None:
+    def move_to_next_state(self, result: AttemptResult, now: datetime) -> None:
         """Move this delivery to its next state after an attempt (in memory)."""
         self.last_status_code = result.status
         self.last_error = result.error[:500]

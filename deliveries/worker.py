@@ -1,7 +1,7 @@
 """The RQ worker class the project runs: a SimpleWorker with the sweep beside it.
 
 SimpleWorker runs jobs in its own process: the forking default costs a fork per job
-(PERF_NOTES: about 40 jobs a second against 220), and a pump job is long-lived anyway.
+(measured: about 40 jobs a second against 220), and a pump job is long-lived anyway.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from lib import http, signing
 from tests.conftest import Receiver
 
 FORM = "application/x-www-form-urlencoded"
-# The curl example's -d, byte for byte (shared/seeds/004_*.txt).
+# The curl example's -d of myPOS's documentation, byte for byte.
 MYPOS_CREATE = (
     "payload_url=https%3A%2F%2Fmywebsite.com%2Fwebhook-callback&secret=myrandomgeneratedsecret"
 )

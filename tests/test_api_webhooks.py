@@ -1,4 +1,4 @@
-"""/api/v1/webhooks, replaying myPOS's own requests (shared/seeds/004_*.txt)."""
+"""/api/v1/webhooks, replaying the requests of myPOS's webhook API documentation."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from endpoints.models import Endpoint
 from lib import http
 
 FORM = "application/x-www-form-urlencoded"
-# myPOS's create call, byte for byte (shared/seeds/004_*.txt, the curl example's -d).
+# myPOS's create call, byte for byte (its documentation's curl example's -d).
 MYPOS_CREATE = (
     "payload_url=https%3A%2F%2Fmywebsite.com%2Fwebhook-callback&secret=myrandomgeneratedsecret"
 )

@@ -1,6 +1,6 @@
 """The flat payload style (issue 15, item 13): SalesPlay's receivers parse a flat body.
 
-SalesPlay's document (shared/seeds/001_*.txt) shows what its receivers get for an
+SalesPlay's webhook documentation shows what its receivers get for an
 `inventory_levels.update`; an endpoint with the flat style gets exactly that, byte for byte
 once the document's line breaks are taken out, and the Standard Webhooks headers still sign it.
 """
