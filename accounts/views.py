@@ -10,23 +10,16 @@ from django.contrib import messages
 from django.contrib.auth import logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from accounts import limits
+from accounts.access import merchant_for_user
 from accounts.forms import ApiKeyForm, OAuthClientForm
-from accounts.models import ApiKey, Merchant, OAuthClient
-
-
-def merchant_for_user(request: HttpRequest) -> Merchant:
-    """The signed-in user's merchant; staff without one have no dashboard."""
-    merchant = getattr(request.user, "merchant", None)
-    if merchant is None:
-        raise Http404("No merchant")
-    return merchant
+from accounts.models import ApiKey, OAuthClient
 
 
 def _get_api_key_for_user(request: HttpRequest, key_id: int) -> ApiKey:

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from accounts.views import merchant_for_user
+from accounts.access import merchant_for_user
 from catalogue import samples
 from catalogue.models import Category, EventType
 

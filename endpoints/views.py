@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from accounts import limits, outbound
-from accounts.views import merchant_for_user
+from accounts.access import merchant_for_user
 from catalogue.models import Category, EventType
 from deliveries import engine, stats
 from deliveries.models import Delivery

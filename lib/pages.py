@@ -3,6 +3,7 @@ pages of a table by id."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -83,3 +84,11 @@ def keyset_page(qs: QuerySet[M], params: Mapping[str, str], size: int = PAGE_SIZ
         older=rows[-1].pk if rows and has_older else None,
         is_first=not has_newer,
     )
+
+
+def pretty_json(text: str) -> str:
+    """A logged body, indented when it is JSON; anything else as it was received."""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text

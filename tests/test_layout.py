@@ -170,3 +170,22 @@ def test_it_reads_the_whole_graph() -> None:
     assert ("deliveries.models", "endpoints.models") in found
     assert ("deliveries.engine.claiming", "lib.http") in found
     assert len(found) > 200
+
+
+# The REST API's shared plumbing (authentication, errors, parsing): every app's API uses it.
+SHARED_INTERFACES = {"accounts.api", "accounts.api_schema"}
+
+
+def test_it_uses_the_interfaces_of_no_app_above() -> None:
+    """An app may build on the pages and forms of the apps below it, never above: the
+    engine's users call its services, not its views, forms or commands."""
+    wrong = [
+        (a, b)
+        for a, b in imports()
+        if app_of(a) in APPS
+        and app_of(b) in APPS
+        and APPS.index(app_of(b)) > APPS.index(app_of(a))
+        and is_interface(b)
+        and b not in SHARED_INTERFACES
+    ]
+    assert wrong == []

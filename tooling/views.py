@@ -19,12 +19,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from accounts import limits
-from accounts.views import merchant_for_user
+from accounts.access import merchant_for_user
 from catalogue.models import Category, EventType
-from deliveries.views import pretty_json
 from endpoints.models import Endpoint
 from endpoints.validators import validate_webhook_url
-from lib.pages import keyset_page, query_without
+from lib.pages import keyset_page, pretty_json, query_without
 from tooling import inspector as inspection
 from tooling.forms import InspectorAnswerForm, InspectorForm, LoyaltyAppForm
 from tooling.models import Inspector, LoyaltyAction, LoyaltyApp, LoyaltyCall
