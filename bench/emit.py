@@ -29,7 +29,7 @@ def emit_api(
     """
     import urllib3
 
-    from endpoints.models import ApiKey
+    from accounts.models import ApiKey
 
     clean_tables()
     merchant = merchant_with_endpoints([receiver.url(f"/ok/{n}") for n in range(10)])

@@ -200,8 +200,9 @@ def stop_leftover_workers() -> None:
 
 
 def clean_tables() -> None:
+    from accounts.models import Merchant
     from deliveries.models import Delivery, DeliveryAttempt, Event
-    from endpoints.models import Endpoint, Merchant
+    from endpoints.models import Endpoint
 
     DeliveryAttempt.objects.all().delete()
     Delivery.objects.all().delete()
@@ -211,7 +212,9 @@ def clean_tables() -> None:
 
 
 def merchant_with_endpoints(urls: list[str], **fields: Any) -> Any:
-    from endpoints.models import Endpoint, EventType, Merchant
+    from accounts.models import Merchant
+    from catalogue.models import EventType
+    from endpoints.models import Endpoint
 
     merchant = Merchant.objects.create(name="Bench")
     event_type = EventType.objects.get(name="inventory_levels.update")

@@ -32,7 +32,9 @@ def on_postgres(receiver: Receiver, quick: bool) -> dict[str, Any]:
 
 def _hostile_merchant(receiver: Receiver, dead_port: int) -> dict[str, Any]:
     """The hostile merchant's endpoints, one event type per kind, so each gets its own count."""
-    from endpoints.models import Endpoint, EventType, Merchant
+    from accounts.models import Merchant
+    from catalogue.models import EventType
+    from endpoints.models import Endpoint
 
     merchant = Merchant.objects.create(name="Hostile")
     kinds = {
@@ -70,7 +72,7 @@ def hostile_neighbour(receiver: Receiver, innocent_seconds: int) -> dict[str, An
     to the receiver. Two workers.
     """
 
-    from endpoints.models import ApiKey
+    from accounts.models import ApiKey
 
     clean_tables()
     receiver.reset()

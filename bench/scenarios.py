@@ -25,7 +25,7 @@ from bench.harness import (
 
 def _signed_request() -> tuple[bytes, dict[str, str]]:
     """The body and headers both limit loops send: a signed, 1 KiB inventory update."""
-    from deliveries import signing
+    from lib import signing
 
     body = json.dumps({"id": "evt_x", "data": payload(1)}).encode()
     headers = {"content-type": "application/json"}
@@ -48,13 +48,13 @@ def limit(receiver: Receiver, seconds: float) -> dict[str, Any]:
     """Two one-thread loops to the fast receiver, same body, back to back.
 
     `requests_per_second`: a plain requests.Session().post loop (the limit issue 13's targets
-    are ratios to). `own_sender_per_second`: the product's own sender, `deliveries.http.post`
+    are ratios to). `own_sender_per_second`: the product's own sender, `lib.http.post`
     (urllib3 with the SSRF guard, deadline watchdog and capped reads) that every delivery
     goes through (deliveries/engine/sending.py), with the same body and headers.
     """
     import requests
 
-    from deliveries import http
+    from lib import http
 
     body, headers = _signed_request()
     session = requests.Session()
@@ -151,8 +151,8 @@ HEALTHY_EVENT_GAP = 0.02  # seconds: 50 events (500 deliveries) a second, half o
 
 
 def isolation(receiver: Receiver, backlog: int, healthy_events: int) -> dict[str, Any]:
+    from catalogue.models import EventType
     from deliveries import emit
-    from endpoints.models import EventType
 
     clean_tables()
     receiver.reset()
@@ -212,7 +212,9 @@ def dashboard(rows: int) -> dict[str, Any]:
     from django.test import Client
     from django.utils import timezone
 
-    from endpoints.models import Endpoint, EventType, Merchant, User
+    from accounts.models import Merchant, User
+    from catalogue.models import EventType
+    from endpoints.models import Endpoint
 
     clean_tables()
     merchant = Merchant.objects.create(name="Big")

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from accounts.models import Merchant
     from deliveries.models import Event
-    from endpoints.models import Merchant
 
 
 def emit(

@@ -16,9 +16,9 @@ from django.views.decorators.http import require_POST
 
 from deliveries import engine
 from deliveries.engine import resend
-from deliveries.http import mask_url
 from deliveries.models import Delivery, DeliveryAttempt, Event
-from webhooks_project.text import deliveries
+from lib.http import mask_url
+from lib.text import deliveries
 
 
 def utc_seconds(value: datetime | None) -> str:

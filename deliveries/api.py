@@ -20,6 +20,19 @@ from rest_framework.decorators import api_view, parser_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts import limits
+from accounts.api import (
+    CURSOR_HINT,
+    ApiError,
+    JSONParser,
+    PayloadTooLarge,
+    accepted,
+    check_params,
+    int_param,
+    limit_param,
+    merchant_of,
+)
+from catalogue.models import EventType
 from deliveries import emit, engine
 from deliveries.ingest import KEY_PATTERN, KEY_RULE, Item, KeyConflict, ingest, is_valid_key
 from deliveries.models import Delivery, Event, UnknownEventType
@@ -34,19 +47,6 @@ from deliveries.serializers import (
     EventInput,
     EventOutput,
     EventTypeOutput,
-)
-from endpoints import limits
-from endpoints.models import EventType
-from webhooks_project.api import (
-    CURSOR_HINT,
-    ApiError,
-    JSONParser,
-    PayloadTooLarge,
-    accepted,
-    check_params,
-    int_param,
-    limit_param,
-    merchant_of,
 )
 
 EventEnvelope = inline_serializer("EventEnvelope", {"event": EventOutput()})

@@ -23,10 +23,10 @@ from typing import Any
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
+from accounts.models import Merchant
 from deliveries.engine import emit_many
 from deliveries.models import Event, IdempotencyKey
 from deliveries.sql import insert_sql
-from endpoints.models import Merchant
 
 # Visible ASCII: what an HTTP header carries safely, and what a UUID or a receipt number is.
 KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"

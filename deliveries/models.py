@@ -16,11 +16,13 @@ from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from deliveries import http, policy, signing
+from accounts.models import Merchant
+from catalogue.models import EventType
 from deliveries.results import AttemptResult
 from deliveries.sql import insert_sql
-from endpoints.ids import new_id
-from endpoints.models import Endpoint, EventType, Merchant
+from endpoints.models import Endpoint
+from lib import http, policy, signing
+from lib.ids import new_id
 
 MAX_LOGGED_BODY = 64 * 1024
 MASK = "****"
@@ -336,7 +338,7 @@ class Delivery(models.Model):
     def merchant_secret(self) -> str:
         return self.event.merchant.webhook_secret
 
-    def apply(self, result: AttemptResult, now: datetime) -> None:
+    def move_to_next_state(self, result: AttemptResult, now: datetime) -> None:
         """Move this delivery to its next state after an attempt (in memory)."""
         self.last_status_code = result.status
         self.last_error = result.error[:500]

@@ -11,7 +11,7 @@ from django.db import models
 from django.http import QueryDict
 from rest_framework import serializers
 
-from deliveries.http import mask_url
+from catalogue.models import EventType
 from deliveries.ingest import KEY_PATTERN, KEY_RULE
 from deliveries.models import (
     ATTEMPT_COLUMNS,
@@ -21,8 +21,8 @@ from deliveries.models import (
     active_event_type,
     contains_nul,
 )
-from endpoints.models import EventType
 from endpoints.validators import validate_webhook_url
+from lib.http import mask_url
 
 MAX_BATCH_EVENTS = 100
 

@@ -16,11 +16,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
+from accounts.access import merchant_for_user
+from catalogue.models import EventType
 from deliveries import engine
-from deliveries.http import mask_url
 from deliveries.models import Delivery, DeliveryAttempt, Event
-from endpoints.models import Endpoint, EventType
-from endpoints.views import keyset_page, merchant_for_user, query_without, redirect_back
+from endpoints.models import Endpoint
+from lib.http import mask_url
+from lib.pages import keyset_page, pretty_json, query_without, redirect_back
 
 ATTEMPTS_PAGE_SIZE = 20
 
@@ -42,14 +44,6 @@ def _get_event_for_user(request: HttpRequest, public_id: str) -> Event:
         public_id=public_id,
         merchant=merchant_for_user(request),
     )
-
-
-def pretty_json(text: str) -> str:
-    """A logged body, indented when it is JSON; anything else as it was received."""
-    try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except ValueError:
-        return text
 
 
 # --- deliveries -------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ from typing import Any
 from rq import worker_registration
 from rq.worker import SimpleWorker
 
-from deliveries import http
 from deliveries.engine import pumping
 from deliveries.engine.sweeping import Sweeper
+from lib import http
 
 
 class DeliveryWorker(SimpleWorker):

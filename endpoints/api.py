@@ -14,11 +14,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from deliveries.engine import retry_failed
-from endpoints import limits, outbound, samples
-from endpoints.models import Endpoint
-from endpoints.serializers import RecoverInput, WebhookInput, WebhookOutput
-from webhooks_project.api import (
+from accounts import limits, outbound
+from accounts.api import (
     ApiError,
     JSONParser,
     accepted,
@@ -27,6 +24,10 @@ from webhooks_project.api import (
     merchant_of,
     page_params,
 )
+from deliveries.engine import retry_failed
+from endpoints import send_tests
+from endpoints.models import Endpoint
+from endpoints.serializers import RecoverInput, WebhookInput, WebhookOutput
 
 WebhookEnvelope = inline_serializer("WebhookEnvelope", {"webhook": WebhookOutput()})
 WebhookList = inline_serializer(
@@ -200,10 +201,10 @@ def webhook_test(request: Request, public_id: str) -> Response:
     type_name = form.validated_data.get("event_type", "")
     try:
         with outbound.merchant_slot(endpoint.merchant):
-            delivery = samples.send_test(endpoint, type_name)
-    except samples.NotAllowedHere as exc:
+            delivery = send_tests.send_test(endpoint, type_name)
+    except send_tests.NotAllowedHere as exc:
         raise ApiError(400, "invalid_request", str(exc), {"payload_url": str(exc)}) from None
-    except samples.NoEventYet as exc:
+    except send_tests.NoEventYet as exc:
         raise ApiError(400, "invalid_request", str(exc), {"event_type": str(exc)}) from None
     except outbound.Busy as exc:
         raise busy_error(exc) from None

@@ -10,10 +10,11 @@ from django import forms
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from deliveries.http import MAX_URL_LENGTH
+from catalogue.models import Category, EventType
 from deliveries.models import Delivery
-from endpoints.models import ApiKey, Category, Endpoint, EventType
+from endpoints.models import Endpoint
 from endpoints.validators import validate_secret, validate_webhook_url
+from lib.http import MAX_URL_LENGTH
 
 PASSWORD_MASK = "****"
 
@@ -240,18 +241,3 @@ class DeliveryFilterForm(forms.Form):
         self.fields["event_type"].choices = [("", "All events")] + [
             (t.name, t.name) for t in event_types
         ]
-
-
-class OAuthClientForm(forms.Form):
-    name = forms.CharField(
-        label="Client name",
-        max_length=100,
-        help_text="What uses this client, e.g. “myPOS integration”.",
-    )
-
-
-class ApiKeyForm(forms.ModelForm):
-    class Meta:
-        model = ApiKey
-        fields = ["name"]
-        help_texts = {"name": "What uses this key, e.g. “Back-office sync”."}

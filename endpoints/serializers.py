@@ -18,10 +18,13 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
+from accounts.models import Merchant
+from catalogue.models import Category, EventType
 from deliveries.engine import disable_endpoint
-from deliveries.http import mask_url
-from endpoints.models import Category, Endpoint, EventType, Merchant
+from endpoints.models import Endpoint
 from endpoints.validators import validate_secret, validate_webhook_url
+from lib.http import mask_url
+from lib.times import parse_since
 
 
 def mask_secret(secret: str) -> str:
@@ -185,15 +188,11 @@ class SinceField(serializers.Field):
     """What `manage.py recover_deliveries --since` takes: 24h, 7d, 30m, or an ISO date-time."""
 
     def to_internal_value(self, data: Any) -> datetime:
-        from django.core.management import CommandError
-
-        from deliveries.management.commands.recover_deliveries import parse_since
-
         if not isinstance(data, str) or not data.strip():
             raise serializers.ValidationError("Expected 24h, 7d, 30m or an ISO date-time.")
         try:
             return parse_since(data)
-        except CommandError:
+        except ValueError:
             raise serializers.ValidationError(
                 f"Expected 24h, 7d, 30m or an ISO date-time, got {data!r}."
             ) from None

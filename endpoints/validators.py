@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from deliveries import http, signing
+from lib import http, signing
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 

@@ -1,4 +1,4 @@
-"""The merchant dashboard: Webhook Management, API keys and the account pages.
+"""The merchant dashboard's Webhook Management pages.
 
 Every view is scoped to the user's merchant through one `_get_x_for_user` helper per
 object kind, which answers 404 for anything else, so another merchant's objects look
@@ -7,121 +7,30 @@ exactly like objects that do not exist.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
-
 from django.contrib import messages
-from django.contrib.auth import logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import PasswordChangeForm
-from django.db.models import Model, OuterRef, Prefetch, Q, QuerySet, Subquery
-from django.http import Http404, HttpRequest, HttpResponse
+from django.db.models import OuterRef, Prefetch, Q, Subquery
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from accounts import limits, outbound
+from accounts.access import merchant_for_user
+from catalogue.models import Category, EventType
 from deliveries import engine, stats
 from deliveries.models import Delivery
-from endpoints import limits, outbound, samples
-from endpoints.forms import (
-    ApiKeyForm,
-    DeliveryFilterForm,
-    EndpointForm,
-    OAuthClientForm,
-    RetryFailedForm,
-)
-from endpoints.models import ApiKey, Category, Endpoint, EventType, Merchant, OAuthClient
-from webhooks_project.text import deliveries as deliveries_text
+from endpoints import send_tests
+from endpoints.forms import DeliveryFilterForm, EndpointForm, RetryFailedForm
+from endpoints.models import Endpoint
+from lib.pages import is_inline, keyset_page, query_without, redirect_back
+from lib.text import deliveries as deliveries_text
 
-PAGE_SIZE = 50
 TEST_EXCERPT_CHARS = 500
 # The reasons the engine disables an endpoint by itself, which the list calls "Auto-disabled".
 _AUTO_REASONS = [Endpoint.DisabledReason.FAILING, Endpoint.DisabledReason.GONE]
-
-M = TypeVar("M", bound=Model)
-
-
-# --- shared helpers (the deliveries views use them too) ------------------------------------
-
-
-def merchant_for_user(request: HttpRequest) -> Merchant:
-    """The signed-in user's merchant; staff without one have no dashboard."""
-    merchant = getattr(request.user, "merchant", None)
-    if merchant is None:
-        raise Http404("No merchant")
-    return merchant
-
-
-def is_inline(request: HttpRequest) -> bool:
-    """True for a request made by static/app.js, which wants a fragment, not a page."""
-    return request.headers.get("X-Inline") == "1"
-
-
-def redirect_back(request: HttpRequest, default: str) -> HttpResponse:
-    """Back to the page the form was on (it posts `next`), or to `default`."""
-    target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return redirect(target)
-    return redirect(default)
-
-
-def query_without(request: HttpRequest, *names: str) -> str:
-    """The page's query string less `names`: the filters that page links keep."""
-    query = request.GET.copy()
-    for name in names:
-        query.pop(name, None)
-    return query.urlencode()
-
-
-def _parse_id(raw: str | None) -> int | None:
-    try:
-        value = int(raw or "")
-    except ValueError:
-        return None
-    return value if value >= 0 else None
-
-
-@dataclass
-class KeysetPage:
-    """One page of a table, newest first, with the ids the links around it need."""
-
-    items: list[Any]
-    newer: int | None  # `?after=` of the page before this one, if any
-    older: int | None  # `?before=` of the page after this one, if any
-    is_first: bool
-
-
-def keyset_page(qs: QuerySet[M], params: Mapping[str, str], size: int = PAGE_SIZE) -> KeysetPage:
-    """Page `qs` by id (`?before=<id>` / `?after=<id>`), newest first.
-
-    An OFFSET would read every skipped row and a page count would COUNT them all; with
-    millions of rows both are slow, while a seek on an index that ends in id is not.
-    """
-    before, after = _parse_id(params.get("before")), _parse_id(params.get("after"))
-    if after is not None and before is None:
-        rows = list(qs.filter(id__gt=after).order_by("id")[: size + 1])
-        has_newer = len(rows) > size
-        rows = rows[:size][::-1]
-        has_older = bool(rows)  # the page was reached from an older one
-    else:
-        if before is not None:
-            qs = qs.filter(id__lt=before)
-        rows = list(qs.order_by("-id")[: size + 1])
-        has_older = len(rows) > size
-        rows = rows[:size]
-        has_newer = before is not None
-    return KeysetPage(
-        items=rows,
-        newer=rows[0].pk if rows and has_newer else None,
-        older=rows[-1].pk if rows and has_older else None,
-        is_first=not has_newer,
-    )
 
 
 # --- ownership helpers: one per object kind ------------------------------------------------
@@ -131,18 +40,6 @@ def _get_endpoint_for_user(request: HttpRequest, public_id: str) -> Endpoint:
     return get_object_or_404(
         Endpoint.objects.select_related("category"),
         public_id=public_id,
-        merchant=merchant_for_user(request),
-    )
-
-
-def _get_api_key_for_user(request: HttpRequest, key_id: int) -> ApiKey:
-    return get_object_or_404(ApiKey, pk=key_id, merchant=merchant_for_user(request))
-
-
-def _get_oauth_client_for_user(request: HttpRequest, client_id: int) -> OAuthClient:
-    return get_object_or_404(
-        OAuthClient.objects.select_related("application"),
-        pk=client_id,
         merchant=merchant_for_user(request),
     )
 
@@ -301,7 +198,7 @@ def _render_detail(
             "revealed_secret": revealed_secret,
             "secret_overlap": len(endpoint.signing_secrets()) > 1,
             "filter_query": query_without(request, "before", "after"),
-            "test_types": samples.types_with_events(endpoint.merchant, endpoint),
+            "test_types": send_tests.types_with_events(endpoint.merchant, endpoint),
         },
     )
     if revealed_secret:
@@ -393,8 +290,8 @@ def send_test(request: HttpRequest, public_id: str) -> HttpResponse:
     type_name = request.POST.get("event_type", "")
     try:
         with outbound.merchant_slot(endpoint.merchant):
-            delivery = samples.send_test(endpoint, type_name)
-    except (samples.NoEventYet, outbound.Busy) as exc:
+            delivery = send_tests.send_test(endpoint, type_name)
+    except (send_tests.NoEventYet, outbound.Busy) as exc:
         status = 429 if isinstance(exc, outbound.Busy) else 200
         return _test_refused(request, endpoint, str(exc), status=status)
     endpoint.refresh_from_db()
@@ -520,137 +417,3 @@ def retry_failed(request: HttpRequest, public_id: str) -> HttpResponse:
         else:
             messages.info(request, "No failed deliveries since then: nothing to retry.")
     return redirect("webhook", endpoint.public_id)
-
-
-# --- API keys ---------------------------------------------------------------------------------
-
-
-def _render_api_keys(
-    request: HttpRequest,
-    form: ApiKeyForm | None = None,
-    client_form: OAuthClientForm | None = None,
-    status: int = 200,
-) -> HttpResponse:
-    merchant = merchant_for_user(request)
-    keys = ApiKey.objects.filter(merchant=merchant).select_related("created_by")
-    clients = OAuthClient.objects.filter(merchant=merchant).select_related(
-        "application", "created_by"
-    )
-    context = {
-        "keys": keys,
-        "clients": clients,
-        "form": form or ApiKeyForm(),
-        "client_form": client_form or OAuthClientForm(prefix="client"),
-    }
-    return render(request, "api_keys/list.html", context, status=status)
-
-
-@login_required
-@require_safe
-def api_keys(request: HttpRequest) -> HttpResponse:
-    return _render_api_keys(request)
-
-
-@login_required
-@require_POST
-@never_cache
-def create_api_key(request: HttpRequest) -> HttpResponse:
-    merchant = merchant_for_user(request)
-    form = ApiKeyForm(request.POST)
-    if not form.is_valid():
-        return _render_api_keys(request, form=form, status=400)
-    try:
-        with limits.adding(merchant, "api_keys"):
-            key, raw_key = ApiKey.issue(
-                merchant, form.cleaned_data["name"], created_by=request.user
-            )
-    except limits.LimitReached as exc:
-        form.add_error(None, str(exc))
-        return _render_api_keys(request, form=form, status=400)
-    # No flash message: the page's own heading already says the key was created.
-    # Rendered, not redirected to: the raw key exists only in this response, never in the
-    # session or a URL, and cannot be shown again.
-    return render(request, "api_keys/created.html", {"key": key, "raw_key": raw_key})
-
-
-@login_required
-@require_safe
-def confirm_revoke_api_key(request: HttpRequest, key_id: int) -> HttpResponse:
-    key = _get_api_key_for_user(request, key_id)
-    return render(request, "api_keys/revoke.html", {"key": key})
-
-
-@login_required
-@require_POST
-def revoke_api_key(request: HttpRequest, key_id: int) -> HttpResponse:
-    key = _get_api_key_for_user(request, key_id)
-    if key.is_active:
-        key.revoke()
-        messages.success(request, f"API key “{key.name}” revoked. It no longer works.")
-    else:
-        messages.info(request, f"API key “{key.name}” was already revoked.")
-    return redirect("api_keys")
-
-
-# --- OAuth clients (myPOS's "generated oAuth Token") ----------------------------------------
-
-
-@login_required
-@require_POST
-@never_cache
-def create_oauth_client(request: HttpRequest) -> HttpResponse:
-    merchant = merchant_for_user(request)
-    form = OAuthClientForm(request.POST, prefix="client")
-    if not form.is_valid():
-        return _render_api_keys(request, client_form=form, status=400)
-    client, raw_secret = OAuthClient.issue(
-        merchant, form.cleaned_data["name"], created_by=request.user
-    )
-    # Rendered, not redirected to, like a new API key: the secret is stored hashed only.
-    return render(
-        request,
-        "api_keys/client_created.html",
-        {"client": client, "raw_secret": raw_secret, "token_url": _token_url(request)},
-    )
-
-
-def _token_url(request: HttpRequest) -> str:
-    return request.build_absolute_uri(reverse("api-oauth-token"))
-
-
-@login_required
-@require_safe
-def confirm_delete_oauth_client(request: HttpRequest, client_id: int) -> HttpResponse:
-    client = _get_oauth_client_for_user(request, client_id)
-    return render(request, "api_keys/client_delete.html", {"client": client})
-
-
-@login_required
-@require_POST
-def delete_oauth_client(request: HttpRequest, client_id: int) -> HttpResponse:
-    client = _get_oauth_client_for_user(request, client_id)
-    client.delete_with_tokens()
-    messages.success(request, f"OAuth client “{client.name}” deleted; its tokens no longer work.")
-    return redirect("api_keys")
-
-
-# --- account ----------------------------------------------------------------------------------
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def password_change(request: HttpRequest) -> HttpResponse:
-    form = PasswordChangeForm(request.user, request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        update_session_auth_hash(request, user)  # stay signed in on this device
-        messages.success(request, "Your password was changed.")
-        return redirect("index")
-    return render(request, "accounts/password_change.html", {"form": form})
-
-
-@require_POST
-def logout_view(request: HttpRequest) -> HttpResponse:
-    logout(request)
-    messages.info(request, "You are signed out.")
-    return redirect("login")

@@ -18,13 +18,25 @@ from django.db import connection
 from django.test import Client
 from playwright.sync_api import sync_playwright
 
+from accounts.models import Merchant, User
+from catalogue import seed as catalogue
+from catalogue.models import Category, EventType
 from deliveries import jobs
 from deliveries.models import _event_types as event_type_cache
 from deliveries.worker import DeliveryWorker
-from endpoints import catalogue
-from endpoints.models import Category, Endpoint, EventType, Merchant, User
+from endpoints.models import Endpoint
+from webhooks_project import embedded_redis
 
 PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_server() -> None:
+    """The suite's embedded Redis (the settings only name its socket; this starts it)."""
+    from django.conf import settings
+
+    if embedded_redis.url_for(settings.TEST_REDIS_DIR) == settings.REDIS_URL:
+        embedded_redis.ensure_running(settings.TEST_REDIS_DIR)
 
 
 # --- the seeded catalogue ----------------------------------------------------------------

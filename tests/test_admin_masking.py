@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 from django.test import Client
 
+from accounts.models import Merchant
 from deliveries import emit
 from deliveries.models import Delivery
-from endpoints.models import Endpoint, Merchant
+from endpoints.models import Endpoint
 
 PASSWORD = "hunter2-very-secret"
 

@@ -18,8 +18,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from accounts.models import Merchant, User
 from deliveries.models import Delivery, DeliveryAttempt, Event
-from endpoints.models import Endpoint, Merchant, User
+from endpoints.models import Endpoint
 from tests.conftest import CHROMIUM, PASSWORD
 from tests.test_browser import SCREENSHOTS
 

@@ -16,14 +16,16 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from deliveries import emit, http, signing
+from accounts.models import ApiKey, Merchant, User
+from deliveries import emit
 from deliveries.engine import disable_endpoint
 from deliveries.models import Delivery
-from endpoints.models import ApiKey, Endpoint, Merchant, User
+from endpoints.models import Endpoint
+from lib import http, signing
 from tests.conftest import Receiver
 
 FORM = "application/x-www-form-urlencoded"
-# The curl example's -d, byte for byte (shared/seeds/004_*.txt).
+# The curl example's -d of myPOS's documentation, byte for byte.
 MYPOS_CREATE = (
     "payload_url=https%3A%2F%2Fmywebsite.com%2Fwebhook-callback&secret=myrandomgeneratedsecret"
 )

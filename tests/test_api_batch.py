@@ -12,9 +12,10 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 import deliveries
+from accounts.models import ApiKey, Merchant
 from deliveries.engine import queueing
 from deliveries.models import Delivery, Event
-from endpoints.models import ApiKey, Endpoint, Merchant
+from endpoints.models import Endpoint
 from tests.conftest import Receiver
 
 BATCH = "/api/v1/events/batch"

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from endpoints.models import ApiKey, LoyaltyApp, LoyaltyCall, Merchant
+from accounts.models import ApiKey, Merchant
 from tests.conftest import Answer, Receiver
+from tooling.models import LoyaltyApp, LoyaltyCall
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from accounts.models import ApiKey, Merchant
 from deliveries.models import Delivery, Event
-from endpoints.models import ApiKey, Endpoint, Merchant
+from endpoints.models import Endpoint
 from tests.conftest import Answer, Receiver
 
 

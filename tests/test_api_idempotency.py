@@ -14,9 +14,11 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from deliveries import ingest, retention
+from accounts.models import ApiKey, Merchant
+from deliveries import ingest
 from deliveries.models import Delivery, Event, IdempotencyKey
-from endpoints.models import ApiKey, Endpoint, Merchant
+from endpoints.models import Endpoint
+from operations import retention
 
 EVENTS = "/api/v1/events"
 BATCH = "/api/v1/events/batch"

@@ -6,8 +6,9 @@ from __future__ import annotations
 from django.test import Client
 from django.urls import URLPattern, reverse
 
+from accounts.models import ApiKey, Merchant
 from deliveries.models import Delivery, Event
-from endpoints.models import ApiKey, Endpoint, Merchant
+from endpoints.models import Endpoint
 from webhooks_project import api_urls
 
 

@@ -16,8 +16,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from accounts.models import ApiKey, Merchant
 from deliveries.models import Delivery, Event
-from endpoints.models import ApiKey, Endpoint, Merchant
+from endpoints.models import Endpoint
 
 MILLIS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 

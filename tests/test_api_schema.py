@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from deliveries import http
-from endpoints.models import ApiKey, Endpoint, EventType, Merchant
+from accounts.models import ApiKey, Merchant
+from catalogue.models import EventType
+from endpoints.models import Endpoint
+from lib import http
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,4 +1,4 @@
-"""/api/v1/webhooks, replaying myPOS's own requests (shared/seeds/004_*.txt)."""
+"""/api/v1/webhooks, replaying the requests of myPOS's webhook API documentation."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from deliveries import http
+from accounts.models import ApiKey, Merchant
+from catalogue.models import EventType
 from deliveries.models import Delivery, Event
-from endpoints.models import ApiKey, Endpoint, EventType, Merchant
+from endpoints.models import Endpoint
+from lib import http
 
 FORM = "application/x-www-form-urlencoded"
 SEED_URL = "https://mywebsite.com/webhook-callback"

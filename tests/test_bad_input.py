@@ -8,8 +8,10 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from accounts.models import ApiKey, Merchant, User
+from catalogue.models import EventType
 from deliveries.models import Event
-from endpoints.models import ApiKey, Endpoint, EventType, Merchant, User
+from endpoints.models import Endpoint
 
 XSS = '<script>alert("pwned")</script>'
 SQL = "'; DROP TABLE endpoints_endpoint; --"

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from accounts.models import Merchant, User
 from deliveries import emit
 from deliveries.engine import send_test
 from deliveries.models import Delivery
-from endpoints.models import Endpoint, Merchant, User
+from endpoints.models import Endpoint
 from tests.conftest import CHROMIUM, PASSWORD, Answer, Receiver
 
 sync_api = pytest.importorskip("playwright.sync_api")

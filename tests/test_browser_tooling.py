@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
+from accounts.models import Merchant, User
 from deliveries.engine import send_test
-from endpoints.models import Endpoint, Inspector, LoyaltyApp, Merchant, User
+from endpoints.models import Endpoint
 from tests.conftest import CHROMIUM, Receiver
 from tests.test_browser import log_in, shoot
+from tooling.models import Inspector, LoyaltyApp
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect

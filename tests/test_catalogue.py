@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from accounts.models import ApiKey, Merchant, User
+from catalogue.models import Category, EventType
 from deliveries import emit
 from deliveries.engine import send_test
 from deliveries.models import Event
-from endpoints.models import ApiKey, Category, Endpoint, EventType, Merchant, User
+from endpoints.models import Endpoint
 from tests.conftest import Receiver
 
 
@@ -151,7 +153,7 @@ def test_its_php_snippet_is_shown(client: Client) -> None:
 def test_its_curl_snippet_sends_a_request_signed_like_ours(
     client: Client, receiver: Receiver, make_endpoint: Callable[..., Endpoint]
 ) -> None:
-    from deliveries import signing
+    from lib import signing
 
     secret = make_endpoint(receiver.url("/pos")).secret
     script = snippet(catalogue_page(client), "curl", secret).replace(

@@ -15,9 +15,10 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.models import Merchant
 from deliveries import emit
 from deliveries.models import Delivery, Event
-from endpoints.models import Endpoint, Merchant
+from endpoints.models import Endpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

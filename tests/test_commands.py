@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
+from accounts.models import Merchant, User
 from deliveries.models import Event
-from endpoints.models import Endpoint, Inspector, Merchant, User
+from endpoints.models import Endpoint
+from tooling.models import Inspector
 
 BASE = Path(__file__).resolve().parent.parent
 
@@ -121,7 +123,7 @@ def test_it_stops_on_bad_configuration_with_one_line(
 def test_it_creates_an_api_key_that_authenticates(merchant: Merchant) -> None:
     from django.test import Client
 
-    from endpoints.models import ApiKey
+    from accounts.models import ApiKey
 
     raw = run("create_api_key", merchant.public_id, "--name", "Till 3")
     key = ApiKey.objects.get(merchant=merchant)
@@ -131,3 +133,18 @@ def test_it_creates_an_api_key_that_authenticates(merchant: Merchant) -> None:
     assert client.get("/api/v1/webhooks").status_code == 200
     with pytest.raises(CommandError, match="No merchant"):
         run("create_api_key", "mrc_missing")
+
+
+def test_it_starts_no_redis_when_the_settings_are_read(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(DEBUG="1", VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="webhooks_project.settings")
+    result = subprocess.run(
+        [sys.executable, str(BASE / "manage.py"), "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=BASE,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "redis").exists()

@@ -15,10 +15,12 @@ import pytest
 from django.utils import timezone
 from rq.registry import FailedJobRegistry
 
-from deliveries import emit, policy
+from accounts.models import Merchant
+from deliveries import emit
 from deliveries.engine import send_test
 from deliveries.models import Delivery, DeliveryAttempt
-from endpoints.models import Endpoint, Merchant
+from endpoints.models import Endpoint
+from lib import policy
 from tests.conftest import Answer, Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from accounts.models import Merchant, User
 from deliveries import emit
-from endpoints.models import Endpoint, Inspector, Merchant, User
+from endpoints.models import Endpoint
 from tests.conftest import CHROMIUM, PASSWORD, Receiver
+from tooling.models import Inspector
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -144,7 +146,7 @@ def test_it_runs_the_admin_and_the_rq_dashboard_under_the_policy(
         "/admin/",
         "/admin/endpoints/endpoint/",
         f"/admin/endpoints/endpoint/{endpoint.pk}/change/",
-        f"/admin/endpoints/merchant/{merchant.pk}/change/",
+        f"/admin/accounts/merchant/{merchant.pk}/change/",
         "/admin/endpoints/endpoint/failing/",
         "/admin/deliveries/delivery/",
         "/admin/deliveries/event/",

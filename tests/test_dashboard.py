@@ -14,10 +14,12 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from accounts.models import ApiKey, Merchant, User
+from catalogue.models import Category, EventType
 from deliveries import emit
 from deliveries.engine import disable_endpoint, send_test
 from deliveries.models import Delivery, Event
-from endpoints.models import ApiKey, Category, Endpoint, EventType, Merchant, User
+from endpoints.models import Endpoint
 from tests.conftest import PASSWORD, Answer, Receiver
 
 BASIC_AUTH_PASSWORD = "pa55-w0rd-nobody-sees"

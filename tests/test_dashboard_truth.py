@@ -17,9 +17,10 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
+from accounts.models import ApiKey, Merchant, User
 from deliveries.engine import disable_endpoint
 from deliveries.models import Delivery, Event
-from endpoints.models import ApiKey, Endpoint, Merchant, User
+from endpoints.models import Endpoint
 from tests.conftest import Answer, Receiver
 from tests.test_browser import CHROMIUM, SCREENSHOTS, expect, log_in
 

@@ -10,9 +10,10 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from accounts.models import Merchant, User
 from deliveries import emit
 from deliveries.models import Delivery, Event
-from endpoints.models import Endpoint, Merchant, User
+from endpoints.models import Endpoint
 from endpoints.templatetags.dashboard import until
 from tests.conftest import Answer, Receiver
 

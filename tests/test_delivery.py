@@ -15,12 +15,13 @@ from django.core import mail
 from django.db import transaction
 from standardwebhooks.webhooks import Webhook
 
+from accounts.models import Merchant
 from deliveries import emit, engine, jobs
 from deliveries.engine import disable_endpoint, resend, retry_failed, send_test
 from deliveries.engine.cache import ClaimCache
 from deliveries.engine.claiming import Load, claim
 from deliveries.models import Delivery, DeliveryAttempt, Event
-from endpoints.models import Endpoint, Merchant
+from endpoints.models import Endpoint
 from tests.conftest import Answer, Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,10 +10,13 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from accounts.models import ApiKey, Merchant, User
+from catalogue.models import EventType
 from deliveries import emit
 from deliveries.models import Event
-from endpoints.models import ApiKey, Endpoint, EventType, Inspector, Merchant, User
+from endpoints.models import Endpoint
 from tests.conftest import Receiver
+from tooling.models import Inspector
 from webhooks_project import run
 
 

@@ -1,6 +1,6 @@
-"""DNS lookups of deliveries.http: slow names of one merchant never starve anyone else's.
+"""DNS lookups of lib.http: slow names of one merchant never starve anyone else's.
 
-Host names go through a stub resolver (the ``deliveries.http.resolve`` seam) that hangs for
+Host names go through a stub resolver (the ``lib.http.resolve`` seam) that hangs for
 "slow" names until the test ends; the real getaddrinfo is limited to numeric hosts, and the one
 receiver is a real HTTP server on 127.0.0.1.
 """
@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from deliveries import http
-from deliveries.http import dns
+from lib import http
+from lib.http import dns
 
 LOOPBACK = http.parse_networks(["127.0.0.0/8", "::1/128"])
 

@@ -8,7 +8,7 @@ import re
 import pytest
 from django.test import Client
 
-from endpoints.models import User
+from accounts.models import User
 from tests.conftest import PASSWORD
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from endpoints.models import ApiKey, Merchant, User
+from accounts.models import ApiKey, Merchant, User
 
 BASE = Path(__file__).resolve().parent.parent
 PRODUCTION = {

@@ -18,10 +18,11 @@ from django.conf import settings
 from django.test import Client
 from rq import Worker, worker_registration
 
+from accounts.models import Merchant
 from deliveries import emit, jobs
 from deliveries.engine.sweeping import Sweeper
 from deliveries.worker import DeliveryWorker
-from endpoints.models import Endpoint, Merchant
+from endpoints.models import Endpoint
 from tests.conftest import database_url
 from tests.faults.conftest import wait_until
 from webhooks_project import embedded_redis

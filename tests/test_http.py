@@ -1,4 +1,4 @@
-"""deliveries.http against real servers on 127.0.0.1, well-behaved and not.
+"""lib.http against real servers on 127.0.0.1, well-behaved and not.
 
 No test sends a packet anywhere else: host names go through stub resolvers, the real
 getaddrinfo is limited to numeric hosts, and connections to refused addresses are trapped.
@@ -30,8 +30,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from deliveries import http
-from deliveries.http import client as http_client
+from lib import http
+from lib.http import client as http_client
 
 LOOPBACK = http.parse_networks(["127.0.0.0/8", "::1/128"])
 PUBLIC_IP = "93.184.215.14"

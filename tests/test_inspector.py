@@ -16,12 +16,16 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from deliveries import emit, http
+from accounts.models import Merchant, User
+from catalogue.models import EventType
+from deliveries import emit
 from deliveries.engine import disable_endpoint, send_test
 from deliveries.models import Delivery
-from endpoints import inspector as inspection
-from endpoints.models import Endpoint, EventType, Inspector, InspectorRequest, Merchant, User
+from endpoints.models import Endpoint
+from lib import http
 from tests.conftest import Receiver
+from tooling import inspector as inspection
+from tooling.models import Inspector, InspectorRequest
 
 KIB = 1024
 

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from deliveries import signing
+from accounts.models import Merchant
 from deliveries.engine import disable_endpoint
-from endpoints.models import Endpoint, Inspector, InspectorRequest, Merchant
+from endpoints.models import Endpoint
+from lib import signing
+from tooling.models import Inspector, InspectorRequest
 
 
 @pytest.fixture

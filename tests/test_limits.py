@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from endpoints.models import ApiKey, Endpoint, EventType, Inspector, Merchant, User
+from accounts.models import ApiKey, Merchant, User
+from catalogue.models import EventType
+from endpoints.models import Endpoint
+from tooling.models import Inspector
 
 
 @pytest.fixture
@@ -130,11 +133,11 @@ def test_it_lets_staff_raise_a_merchants_limit_in_the_admin(
     fill_webhooks(merchant, 2)
     assert create_webhook(api).status_code == 403
 
-    page = staff_client.get(f"/admin/endpoints/merchant/{merchant.pk}/change/")
+    page = staff_client.get(f"/admin/accounts/merchant/{merchant.pk}/change/")
     assert b"max_webhooks" in page.content and b"max_one_off_per_hour" in page.content
     assert b"Webhooks at most; empty means 2." in page.content
     saved = staff_client.post(
-        f"/admin/endpoints/merchant/{merchant.pk}/change/",
+        f"/admin/accounts/merchant/{merchant.pk}/change/",
         {
             "name": merchant.name,
             "notification_email": "",

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from accounts.models import Merchant
 from deliveries import emit, observability
 from deliveries.models import Delivery
-from endpoints.models import Endpoint, Merchant
+from endpoints.models import Endpoint
 from tests.conftest import Answer, Receiver
 from tests.test_metrics import deliver_now
 

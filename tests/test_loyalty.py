@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from deliveries import signing
-from endpoints.models import ApiKey, LoyaltyApp, LoyaltyCall, Merchant, User
+from accounts.models import ApiKey, Merchant, User
+from lib import signing
 from tests.conftest import Answer, Receiver
+from tooling.models import LoyaltyApp, LoyaltyCall
 
 ACTIONS = ["fetch-member-point", "order-complete", "validate-coupon"]
 JSON = {"content-type": "application/json"}

@@ -13,13 +13,14 @@ from django.conf import settings as django_settings
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from accounts.models import Merchant
 from deliveries import emit, observability
 from deliveries.engine import disable_endpoint, send_test
 from deliveries.engine.claiming import Load, claim
 from deliveries.engine.recording import record
 from deliveries.engine.sending import AttemptResult, attempt
 from deliveries.models import Delivery
-from endpoints.models import Endpoint, Merchant
+from endpoints.models import Endpoint
 from tests.conftest import Answer, Receiver
 from webhooks_project import embedded_redis
 

@@ -4,9 +4,11 @@ import re
 
 import pytest
 
+from accounts.models import Merchant
+from catalogue import seed as catalogue
+from catalogue.models import EventType
 from deliveries.models import Event, UnknownEventType
-from endpoints import catalogue
-from endpoints.models import Endpoint, EventType, Merchant
+from endpoints.models import Endpoint
 
 
 def test_it_gives_merchants_public_ids(db: None) -> None:

@@ -10,18 +10,11 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from accounts.models import ApiKey, Merchant, User
 from deliveries import emit
 from deliveries.models import Event, InvalidEventData
-from endpoints.models import (
-    ApiKey,
-    Inspector,
-    InspectorRequest,
-    LoyaltyApp,
-    LoyaltyCall,
-    Merchant,
-    User,
-)
 from tests.conftest import Answer, Receiver
+from tooling.models import Inspector, InspectorRequest, LoyaltyApp, LoyaltyCall
 
 
 @pytest.fixture

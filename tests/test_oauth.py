@@ -17,11 +17,12 @@ from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import AccessToken
 
-from deliveries import http
-from endpoints.models import ApiKey, Endpoint, Merchant, OAuthClient, User
+from accounts.models import ApiKey, Merchant, OAuthClient, User
+from endpoints.models import Endpoint
+from lib import http
 
 FORM = "application/x-www-form-urlencoded"
-# myPOS's create call, byte for byte (shared/seeds/004_*.txt, the curl example's -d).
+# myPOS's create call, byte for byte (its documentation's curl example's -d).
 MYPOS_CREATE = (
     "payload_url=https%3A%2F%2Fmywebsite.com%2Fwebhook-callback&secret=myrandomgeneratedsecret"
 )

@@ -14,10 +14,12 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
+from accounts.models import Merchant, User
+from catalogue.models import EventType
 from deliveries import emit
 from deliveries.engine import disable_endpoint
 from deliveries.models import Delivery, Event
-from endpoints.models import Endpoint, EventType, Merchant, User
+from endpoints.models import Endpoint
 from tests.conftest import Receiver
 
 BASE = Path(__file__).resolve().parent.parent

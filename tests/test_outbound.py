@@ -14,9 +14,11 @@ import pytest
 import requests
 from django.test import Client
 
-from endpoints import outbound
-from endpoints.models import ApiKey, Endpoint, Inspector, LoyaltyApp, Merchant, User
+from accounts import outbound
+from accounts.models import ApiKey, Merchant, User
+from endpoints.models import Endpoint
 from tests.conftest import Answer, Receiver
+from tooling.models import Inspector, LoyaltyApp
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,6 +1,6 @@
 """The flat payload style (issue 15, item 13): SalesPlay's receivers parse a flat body.
 
-SalesPlay's document (shared/seeds/001_*.txt) shows what its receivers get for an
+SalesPlay's webhook documentation shows what its receivers get for an
 `inventory_levels.update`; an endpoint with the flat style gets exactly that, byte for byte
 once the document's line breaks are taken out, and the Standard Webhooks headers still sign it.
 """
@@ -15,9 +15,10 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from deliveries import signing
+from accounts.models import ApiKey, Merchant, User
 from deliveries.models import Delivery, Event
-from endpoints.models import ApiKey, Endpoint, Merchant, User
+from endpoints.models import Endpoint
+from lib import signing
 from tests.conftest import Receiver
 
 # The document's example, as printed there (one key or value per line).

@@ -19,11 +19,14 @@ from django.test import Client
 from django.utils import timezone
 from rq.cron import CronJob
 
-from deliveries import retention
+from accounts.models import Merchant
+from catalogue.models import EventType
 from deliveries.models import Delivery, DeliveryAttempt, Event
-from endpoints.models import Endpoint, EventType, LoyaltyCall, Merchant
+from endpoints.models import Endpoint
+from operations import retention
 from tests.conftest import database_url
 from tests.faults.conftest import wait_until
+from tooling.models import LoyaltyCall
 
 BASE = Path(__file__).resolve().parent.parent
 DEFAULT_DAYS = 30
@@ -47,7 +50,7 @@ class Seeded:
 
     def expected_survivors(self, override: int | None = None) -> dict[str, set[int]]:
         """What retention keeps, worked out from the rows one by one, independently of
-        deliveries/retention.py."""
+        operations/retention.py."""
 
         def past(moment: datetime | None, merchant_id: int) -> bool:
             return moment is not None and moment < self.now - self.period(merchant_id, override)
@@ -282,7 +285,7 @@ def test_it_refuses_a_period_under_a_day(db: None) -> None:
 def test_it_lets_staff_set_a_merchants_retention_in_the_admin(
     staff_client: Client, merchant: Merchant
 ) -> None:
-    url = f"/admin/endpoints/merchant/{merchant.pk}/change/"
+    url = f"/admin/accounts/merchant/{merchant.pk}/change/"
     form = staff_client.get(url)
     assert b"empty means the default (30)" in form.content
     response = staff_client.post(url, {"name": merchant.name, "retention_days": "7"})
@@ -304,7 +307,7 @@ def test_it_prunes_daily_through_the_scheduler_and_a_worker(
     from django_rq.cron import DjangoCronScheduler
 
     scheduler = DjangoCronScheduler()
-    scheduler.load_config_from_file("webhooks_project.cron")
+    scheduler.load_config_from_file("operations.cron")
     [job] = scheduler.get_jobs()
     assert job.func is retention.prune_job
     assert (job.cron, job.queue_name) == ("17 3 * * *", "default")

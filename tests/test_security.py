@@ -10,7 +10,8 @@ from pathlib import Path
 from django.db import connection
 from django.test import Client
 
-from endpoints.models import Endpoint, Merchant, User
+from accounts.models import Merchant, User
+from endpoints.models import Endpoint
 from tests.conftest import PASSWORD
 
 BASE = Path(__file__).resolve().parent.parent

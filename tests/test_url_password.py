@@ -8,8 +8,10 @@ from collections.abc import Callable
 import pytest
 from django.test import Client
 
+from accounts.models import User
+from catalogue.models import EventType
 from endpoints.forms import PasswordForAnotherHost, unmask_url
-from endpoints.models import Endpoint, EventType, User
+from endpoints.models import Endpoint
 from tests.conftest import Receiver
 
 STORED = "http://shop:s3cret-pass@127.0.0.1:{port}/hook"

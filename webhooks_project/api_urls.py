@@ -3,13 +3,14 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from deliveries import api as deliveries_api
-from endpoints import api as endpoints_api
-from endpoints import loyalty_api, oauth_api
-from webhooks_project import (
+from accounts import (
     api,
     api_schema,  # noqa: F401  (registers the bearer-key scheme)
+    oauth_api,
 )
+from deliveries import api as deliveries_api
+from endpoints import api as endpoints_api
+from tooling import loyalty_api
 
 
 class ApiDocsView(SpectacularSwaggerSplitView):

@@ -1,8 +1,10 @@
 """A private Redis server for machines where the operator has not configured one.
 
 When `REDIS_URL` is unset the project runs its own `redis-server`, listening on a unix
-socket under `var/`, so `make run` and the test suite need no configuration. Production
-sets `REDIS_URL` and never reaches this module.
+socket under `var/redis/`, so `make run` and the test suite need no configuration. The
+settings only point at that socket; `webhooks_project/run.py`, `manage.py` (for commands
+that talk to Redis) and the tests' conftest start the server. Production sets `REDIS_URL`
+and never reaches this module.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from pathlib import Path
 import redis
 
 START_TIMEOUT = 10.0
+
+
+def directory_for(var_dir: Path) -> Path:
+    """Where the embedded Redis of a VAR_DIR keeps its socket, pid file and log."""
+    return var_dir / "redis"
 
 
 def socket_path(directory: Path) -> Path:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
-from webhooks_project.api import is_api_request, json_error
+from accounts.api import is_api_request, json_error
 
 MESSAGE = "The request's path or query must not contain the NUL character (%00)."
 

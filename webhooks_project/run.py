@@ -6,7 +6,8 @@ encryption key generated once and kept under var/. `DEBUG=1 make run` is for dev
 
 Migrates, seeds the demo merchant on first start (printing its login), then runs the
 Procfile's processes through honcho: gunicorn on http://127.0.0.1:8000, delivery workers and
-the scheduler, all on the embedded Redis. Ctrl-C stops all of them, then the embedded Redis.
+the scheduler, all on the embedded Redis (started here when REDIS_URL is unset). Ctrl-C stops
+all of them, then the embedded Redis.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from honcho.environ import expand_processes, parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from webhooks_project import config
+from webhooks_project import config, embedded_redis
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -110,6 +111,7 @@ def main() -> int:
     env = local_env()
     workers = int(env.get("WORKERS", "1"))
     port = env.get("PORT", "8000")
+    embedded = start_embedded_redis(env)
     subprocess.run(manage("migrate", "--noinput", "-v", "0"), env=env, check=True)
     if not is_debug(env):
         # whitenoise serves the hashed, compressed copies that collectstatic writes.
@@ -128,18 +130,24 @@ def main() -> int:
     try:
         manager.loop()
     finally:
-        stop_embedded_redis(env)
+        if embedded:
+            embedded_redis.stop(embedded)
         print("Stopped.", flush=True)
     # Ctrl-C (SIGINT) or SIGTERM is how this is meant to end; anything else is a crash.
     return 0 if manager.returncode in (130, 143) else (manager.returncode or 1)
 
 
-def stop_embedded_redis(env: dict[str, str]) -> None:
-    if not env.get("REDIS_URL"):
-        from webhooks_project import embedded_redis
+def start_embedded_redis(env: dict[str, str]) -> Path | None:
+    """With REDIS_URL unset, start the embedded Redis and pass its URL to every process.
 
-        var = Path(env.get("VAR_DIR", BASE_DIR / "var"))
-        embedded_redis.stop(var / "redis")
+    Returns:
+        The embedded Redis's directory (to stop it at the end), or None when REDIS_URL is set.
+    """
+    if env.get("REDIS_URL") or env.get("REDIS_SENTINELS"):
+        return None
+    directory = embedded_redis.directory_for(Path(env.get("VAR_DIR") or BASE_DIR / "var"))
+    env["REDIS_URL"] = embedded_redis.ensure_running(directory)
+    return directory
 
 
 if __name__ == "__main__":

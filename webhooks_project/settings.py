@@ -1,7 +1,10 @@
 """Settings, all from the environment (see README "Configuration").
 
-Defaults run locally with no configuration: SQLite under var/ and an embedded Redis.
-Production sets DEBUG=0, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL and REDIS_URL.
+Defaults run locally with no configuration: SQLite under var/ and the embedded Redis's
+socket under var/redis/. Importing these settings starts nothing: `make run`
+(webhooks_project/run.py), `manage.py` commands that need Redis, and the test suite start
+the embedded Redis when REDIS_URL is unset. Production sets DEBUG=0, SECRET_KEY,
+ALLOWED_HOSTS, DATABASE_URL and REDIS_URL.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ if not SECRET_KEY:
             "SECRET_KEY: must be set when DEBUG is off (set DEBUG=1 for local development)"
         )
     SECRET_KEY = config.DEV_SECRET_KEY
-# Signing secrets are encrypted at rest with these keys (see endpoints/crypto.py).
+# Signing secrets are encrypted at rest with these keys (see lib/crypto.py).
 FIELD_ENCRYPTION_KEYS = config.get_fernet_keys("FIELD_ENCRYPTION_KEY")
 if not FIELD_ENCRYPTION_KEYS:
     if not DEBUG:
@@ -54,14 +57,19 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "csp",
     "oauth2_provider",
+    # The domain, lowest first: each app's models point only at the apps above it.
+    "accounts",
+    "catalogue",
     "endpoints",
     "deliveries",
+    "tooling",
+    "operations",
 ]
 
 MIDDLEWARE = [
     # First, so load balancers and Prometheus reach /healthz and /metrics on each instance by
-    # its address: no ALLOWED_HOSTS check, no https redirect (see webhooks_project/health.py).
-    "webhooks_project.health.ProbeMiddleware",
+    # its address: no ALLOWED_HOSTS check, no https redirect (see operations/health.py).
+    "operations.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "webhooks_project.nul.RefuseNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -81,7 +89,7 @@ AUTHENTICATION_BACKENDS = [
 
 ROOT_URLCONF = "webhooks_project.urls"
 WSGI_APPLICATION = "webhooks_project.wsgi.application"
-AUTH_USER_MODEL = "endpoints.User"
+AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/webhooks/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -152,8 +160,9 @@ if REDIS_SENTINELS and not REDIS_SENTINEL_MASTER:
     )
 EMBEDDED_REDIS_DIR: Path | None = None
 if REDIS_URL is None and not REDIS_SENTINELS:
-    EMBEDDED_REDIS_DIR = VAR_DIR / "redis"
-    REDIS_URL = embedded_redis.ensure_running(EMBEDDED_REDIS_DIR)
+    # Unset: the embedded Redis's socket under VAR_DIR (started by run.py or manage.py, not here).
+    EMBEDDED_REDIS_DIR = embedded_redis.directory_for(VAR_DIR)
+    REDIS_URL = embedded_redis.url_for(EMBEDDED_REDIS_DIR)
 
 RQ_QUEUES: dict[str, dict[str, object]] = {
     "default": (
@@ -179,7 +188,7 @@ DEFAULT_FROM_EMAIL = config.get_str("DEFAULT_FROM_EMAIL", "webhooks@localhost")
 # Seconds one SMTP exchange may take: a stalled mail server holds one e-mail job, not more.
 EMAIL_TIMEOUT = config.get_int("EMAIL_TIMEOUT", 10, minimum=1)
 
-# Delivery policy (see BRIEF "Delivery semantics").
+# Delivery policy (see README "How it works" and "Configuration").
 WEBHOOK_REQUIRE_HTTPS = config.get_bool("WEBHOOK_REQUIRE_HTTPS", True)
 WEBHOOK_ALLOWED_NETWORKS = config.get_networks("WEBHOOK_ALLOWED_NETWORKS")
 # With ports listed, addresses that only WEBHOOK_ALLOWED_NETWORKS opens (e.g. this machine in
@@ -212,17 +221,17 @@ WEBHOOK_AUTO_DISABLE_SECONDS = config.get_int(
     "WEBHOOK_AUTO_DISABLE_SECONDS", WEBHOOK_RETRY_WINDOW_SECONDS, minimum=1
 )
 
-# The REST API (see webhooks_project/api.py).
+# The REST API (see accounts/api.py).
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["webhooks_project.api.BearerKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["webhooks_project.api.HasApiKey"],
-    "DEFAULT_THROTTLE_CLASSES": ["webhooks_project.api.KeyRateThrottle"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.api.BearerKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.api.HasApiKey"],
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.api.KeyRateThrottle"],
     "DEFAULT_PARSER_CLASSES": [
-        "webhooks_project.api.JSONParser",
+        "accounts.api.JSONParser",
         "rest_framework.parsers.FormParser",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "webhooks_project.api.exception_handler",
+    "EXCEPTION_HANDLER": "accounts.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
@@ -241,7 +250,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "webhooks_project.api_schema.add_error_responses",
+        "accounts.api_schema.add_error_responses",
     ],
 }
 # OAuth 2.0 client credentials (myPOS: "the generated oAuth Token"): a merchant's client

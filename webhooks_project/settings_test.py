@@ -1,7 +1,8 @@
 """Settings for the test suite: the real settings, pointed at test-only resources.
 
-Tests use their own embedded Redis (var/test-redis) and a file-backed SQLite test
-database, so real RQ workers started as subprocesses see the same data as the test.
+Tests use their own embedded Redis (var/test-redis, started by tests/conftest.py, which
+also exports REDIS_URL to the workers it starts) and a file-backed SQLite test database,
+so real RQ workers started as subprocesses see the same data as the test.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from webhooks_project import embedded_redis
 _var = Path(os.environ.get("VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("FIELD_ENCRYPTION_KEY", "dGVzdC1rZXktb25seS1mb3ItdGhlLXRlc3Qtc3VpdGU=")
-if not os.environ.get("REDIS_URL"):
-    os.environ["REDIS_URL"] = embedded_redis.ensure_running(_var / "test-redis")
 TEST_REDIS_DIR = _var / "test-redis"
+os.environ.setdefault("REDIS_URL", embedded_redis.url_for(TEST_REDIS_DIR))
 
 from webhooks_project.settings import *  # noqa: E402, F403
 from webhooks_project.settings import DATABASES, VAR_DIR  # noqa: E402

@@ -1,10 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from webhooks_project import health
+from operations import health
 
 # Server errors under /api/ answer the API's JSON shape (unknown /api/ paths: api_urls.py).
-handler500 = "webhooks_project.api.server_error"
+handler500 = "accounts.api.server_error"
 
 admin.site.site_header = "POS Webhooks administration"
 admin.site.site_title = "POS Webhooks"
@@ -21,4 +21,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("webhooks_project.api_urls")),
     path("", include("endpoints.urls")),
+    path("", include("accounts.urls")),
+    path("", include("deliveries.urls")),
+    path("", include("tooling.urls")),
+    path("", include("catalogue.urls")),
 ]

@@ -31,11 +31,11 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils.dateparse import parse_datetime
 
-from deliveries import http
 from deliveries.engine.cache import ClaimCache
 from deliveries.engine.clock import db_now
 from deliveries.models import Delivery
 from endpoints.models import Endpoint
+from lib import http
 
 ADVISORY_NAMESPACE = 0x57484B  # PostgreSQL advisory locks of endpoint claims ("WHK")
 ONE_OFF = "one-off"

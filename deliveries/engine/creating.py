@@ -16,6 +16,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.models import Merchant
+from catalogue.models import EventType
 from deliveries.engine.claiming import claim_ids
 from deliveries.engine.clock import now_sql
 from deliveries.engine.queueing import kick
@@ -23,8 +25,8 @@ from deliveries.engine.recording import record
 from deliveries.engine.sending import attempt
 from deliveries.models import Delivery, Event, active_event_type
 from deliveries.sql import insert_sql
-from endpoints.ids import new_id
-from endpoints.models import Endpoint, EventType, Merchant, test_data
+from endpoints.models import Endpoint, test_data
+from lib.ids import new_id
 
 _DELIVERY_COLUMNS = (
     "public_id",

@@ -51,7 +51,7 @@ def record(token: str, results: Iterable[AttemptResult]) -> None:
 def _record(token: str, results: list[AttemptResult]) -> None:
     now = db_now()
     for result in results:
-        _apply(result, now)
+        _move_to_next_state(result, now)
     try:
         _write(token, results, now)
     except Exception:
@@ -63,16 +63,16 @@ def _record(token: str, results: list[AttemptResult]) -> None:
     _after(results, now)
 
 
-def _apply(result: AttemptResult, now: datetime) -> None:
+def _move_to_next_state(result: AttemptResult, now: datetime) -> None:
     """Move the delivery to its next state; an answer we cannot read is a failed attempt."""
     delivery = result.delivery
     try:
-        delivery.apply(result, now)
+        delivery.move_to_next_state(result, now)
     except Exception as exc:
         log.exception("could not read the answer to %s", delivery.public_id)
         result.status, result.error, result.answered = None, f"unreadable answer: {exc}", False
         result.response_headers, result.response_body = {}, b""
-        delivery.apply(result, now)
+        delivery.move_to_next_state(result, now)
 
 
 def _write(token: str, results: list[AttemptResult], now: datetime) -> None:

@@ -10,8 +10,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from deliveries import http, policy
 from deliveries.results import AttemptResult
+from lib import http, policy
 
 if TYPE_CHECKING:
     from deliveries.models import Delivery

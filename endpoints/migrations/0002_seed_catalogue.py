@@ -2,7 +2,7 @@ from django.db import migrations
 
 
 def seed(apps, schema_editor):
-    from endpoints import catalogue
+    from catalogue import seed as catalogue
 
     catalogue.install(apps.get_model("endpoints", "Category"), apps.get_model("endpoints", "EventType"))
 

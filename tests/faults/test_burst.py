@@ -12,9 +12,10 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from accounts.models import Merchant
 from deliveries import emit
 from deliveries.models import Delivery
-from endpoints.models import Endpoint, Merchant
+from endpoints.models import Endpoint
 from tests.faults.conftest import FastReceiver, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

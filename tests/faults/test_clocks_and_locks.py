@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from django.db import OperationalError, connection, connections
 
+from accounts.models import Merchant
 from deliveries import emit
 from deliveries.models import Delivery
-from endpoints.models import Endpoint, Merchant
+from endpoints.models import Endpoint
 from tests.conftest import Answer, Receiver
 from tests.faults.conftest import wait_until
 

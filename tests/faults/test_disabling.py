@@ -15,11 +15,12 @@ import pytest
 from django.forms.models import model_to_dict
 from django.test import Client
 
+from accounts.models import Merchant
 from deliveries import emit
 from deliveries.engine import disable_endpoint
 from deliveries.jobs import sweep
 from deliveries.models import Delivery
-from endpoints.models import Endpoint, Merchant
+from endpoints.models import Endpoint
 from tests.conftest import Answer, Receiver
 from tests.faults.conftest import wait_until
 

@@ -17,9 +17,10 @@ from collections.abc import Callable
 import pytest
 from django.test import Client
 
+from accounts.models import ApiKey, Merchant, User
 from deliveries import emit
 from deliveries.models import Delivery
-from endpoints.models import ApiKey, Endpoint, Merchant, User
+from endpoints.models import Endpoint
 from tests.conftest import Answer, Receiver
 from tests.faults.conftest import wait_until
 

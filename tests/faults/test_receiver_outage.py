@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from accounts.models import Merchant
 from deliveries import emit
 from deliveries.models import Delivery, DeliveryAttempt
-from endpoints.models import Endpoint, Merchant
+from endpoints.models import Endpoint
 from tests.conftest import Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,9 +11,10 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from accounts.models import ApiKey, Merchant
 from deliveries import emit
 from deliveries.models import Delivery
-from endpoints.models import ApiKey, Endpoint, Merchant
+from endpoints.models import Endpoint
 from tests.faults.conftest import FastReceiver, wait_until
 from webhooks_project import embedded_redis
 

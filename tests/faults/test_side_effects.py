@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from accounts.models import Merchant
 from deliveries import emit
-from endpoints.models import Endpoint, Merchant
+from endpoints.models import Endpoint
 from tests.conftest import Answer, Receiver
 from tests.faults.conftest import wait_until
 

@@ -11,9 +11,10 @@ from collections.abc import Callable
 
 import pytest
 
+from accounts.models import Merchant
 from deliveries import emit
 from deliveries.models import Delivery
-from endpoints.models import Endpoint, Merchant
+from endpoints.models import Endpoint
 from tests.conftest import Answer, Receiver
 from tests.faults.conftest import wait_until
 

@@ -5,10 +5,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.models import Merchant
 from deliveries import emit
 from deliveries.models import InvalidEventData, UnknownEventType
-from endpoints.models import Merchant
-from webhooks_project.text import deliveries
+from lib.text import deliveries
 
 
 class Command(BaseCommand):

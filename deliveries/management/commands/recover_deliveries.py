@@ -1,38 +1,15 @@
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
+from accounts.models import Merchant
 from deliveries.engine import retry_failed
-from endpoints.models import Endpoint, Merchant
-from webhooks_project.progress import ProgressBar, stop_requested_on_ctrl_c
-from webhooks_project.text import counted, deliveries
-
-_RELATIVE = re.compile(r"^(\d+)\s*([mhd])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
-
-
-def parse_since(raw: str, now: datetime | None = None) -> datetime:
-    """ "24h", "7d", "30m", an ISO date or an ISO date-time (UTC unless it says otherwise)."""
-    now = now or timezone.now()
-    match = _RELATIVE.match(raw.strip().lower())
-    if match:
-        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    moment = parse_datetime(raw)
-    if moment is None:
-        day = parse_date(raw)
-        if day is not None:
-            moment = datetime(day.year, day.month, day.day)
-    if moment is None:
-        raise CommandError(f"--since: expected 24h, 7d, 30m or an ISO date, got {raw!r}.")
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, UTC)
-    return moment
+from endpoints.models import Endpoint
+from lib.progress import ProgressBar, stop_requested_on_ctrl_c
+from lib.text import counted, deliveries
+from lib.times import parse_since
 
 
 class Command(BaseCommand):
@@ -58,7 +35,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        since = parse_since(options["since"]) if options["since"] else None
+        try:
+            since = parse_since(options["since"]) if options["since"] else None
+        except ValueError as exc:
+            raise CommandError(f"--since: {exc}") from None
         endpoints = self.endpoints(options)
         total = len(endpoints)
         bar = ProgressBar(self.stderr, "webhooks", total=total, enabled=options["verbosity"] > 0)

@@ -24,6 +24,6 @@ class Command(BaseCommand):
             with_scheduler=True,
             burst=options["burst"],
             name=options["name"],
-            # RQ's INFO line per job halves throughput (PERF_NOTES); warnings still show.
+            # RQ's INFO line per job halves throughput (measured); warnings still show.
             verbosity=0 if options["verbosity"] <= 1 else options["verbosity"],
         )

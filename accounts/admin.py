@@ -1,0 +1,76 @@
+"""The staff side of merchants, their users and their API credentials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.validators import MinValueValidator
+from django.db.models import Field
+from django.http import HttpRequest
+
+from accounts.models import ApiKey, Merchant, OAuthClient, User
+
+
+@admin.register(Merchant)
+class MerchantAdmin(admin.ModelAdmin):
+    list_display = ["name", "public_id", "event_sequence", "retention_days", "created_at"]
+    list_editable = ["retention_days"]
+
+    def formfield_for_dbfield(self, db_field: Field, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "retention_days" and field is not None:
+            # 0 days would prune a merchant's logs the moment deliveries end.
+            field.validators.append(MinValueValidator(1))
+            field.widget.attrs["min"] = 1
+            field.help_text = (
+                f"Days to keep delivery logs; empty means the default ({settings.RETENTION_DAYS})."
+            )
+        if db_field.name.startswith("max_") and field is not None:
+            # Staff raise a merchant's limits here; showing the default says what empty means.
+            default = getattr(settings, f"MERCHANT_{db_field.name.upper()}")
+            field.help_text = f"{db_field.help_text.split(';')[0]}; empty means {default}."
+        return field
+
+    search_fields = ["name", "public_id"]
+    readonly_fields = ["public_id", "event_sequence", "created_at"]
+    exclude = ["webhook_secret"]
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    list_display = ["username", "email", "merchant", "is_staff", "is_active"]
+    list_filter = ["is_staff", "is_active", "merchant"]
+    list_select_related = ["merchant"]
+    fieldsets = (*BaseUserAdmin.fieldsets, ("Merchant", {"fields": ["merchant"]}))
+    add_fieldsets = (*BaseUserAdmin.add_fieldsets, ("Merchant", {"fields": ["merchant"]}))
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "merchant", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["merchant"]
+    list_select_related = ["merchant"]
+    search_fields = ["name", "prefix", "merchant__name"]
+    # Only the hash is stored; staff see the prefix and can revoke, never the key.
+    readonly_fields = ["merchant", "name", "prefix", "created_at", "created_by", "last_used_at"]
+    exclude = ["key_hash"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(OAuthClient)
+class OAuthClientAdmin(admin.ModelAdmin):
+    list_display = ["name", "merchant", "client_id", "created_at"]
+    list_filter = ["merchant"]
+    list_select_related = ["merchant", "application"]
+    search_fields = ["name", "merchant__name", "application__client_id"]
+    # The secret is stored hashed by the toolkit; staff can only see and delete clients.
+    readonly_fields = ["merchant", "name", "client_id", "created_at", "created_by"]
+    exclude = ["application"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -1,0 +1,58 @@
+"""OpenAPI additions: our bearer keys, and the error responses every operation can give."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+
+class BearerKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.api.BearerKeyAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "API key (whk_...)"}
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "fields"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {"type": "object", "additionalProperties": True},
+            },
+        }
+    },
+}
+
+_ERRORS = {
+    "400": "Invalid input: `error.fields` says what is wrong with which field.",
+    "401": "Missing, malformed or revoked API key.",
+    "404": "No such object (another merchant's objects do not exist for you).",
+    "405": "Method not allowed on this path.",
+    "409": "Conflict: the object is not in a state that allows this action, or an "
+    "Idempotency-Key was used with a different request.",
+    "413": "The request body is too large.",
+    "429": "Rate limit exceeded; `Retry-After` says when to try again.",
+}
+
+
+def add_error_responses(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: document our one error shape everywhere."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for status, description in _ERRORS.items():
+                operation["responses"].setdefault(
+                    status, {"description": description, "content": ref}
+                )
+    return result

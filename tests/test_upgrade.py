@@ -1,0 +1,142 @@
+"""An existing database upgrades in place to the layout of one app per part of the domain.
+
+A database made by the code of the commit before the split (its own migrations, run by its
+own `manage.py`), with rows in every table, is migrated by this code; every row is still
+there and reads back through the models' new apps. On SQLite, and on PostgreSQL under
+`make test-postgres` (a database of its own in the same cluster).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+BASE = Path(__file__).resolve().parent.parent
+# The last commit of the two-app layout (endpoints + deliveries).
+BEFORE_SPLIT = "4d65318584a048a718a959f25b2c716176f0d31c"
+MOVED = {
+    "endpoints.merchant": "accounts.merchant",
+    "endpoints.user": "accounts.user",
+    "endpoints.apikey": "accounts.apikey",
+    "endpoints.oauthclient": "accounts.oauthclient",
+    "endpoints.category": "catalogue.category",
+    "endpoints.eventtype": "catalogue.eventtype",
+    "endpoints.inspector": "tooling.inspector",
+    "endpoints.inspectorrequest": "tooling.inspectorrequest",
+    "endpoints.loyaltyapp": "tooling.loyaltyapp",
+    "endpoints.loyaltycall": "tooling.loyaltycall",
+    "endpoints.endpoint": "endpoints.endpoint",
+}
+
+
+@pytest.fixture
+def old_code(tmp_path: Path) -> Path:
+    """The source tree of the commit before the split, from this repository's history."""
+    archive = tmp_path / "old.tar"
+    with archive.open("wb") as out:
+        result = subprocess.run(
+            ["git", "-C", str(BASE), "archive", BEFORE_SPLIT], stdout=out, stderr=subprocess.PIPE
+        )
+    if result.returncode != 0:
+        pytest.skip(f"commit {BEFORE_SPLIT[:7]} is not in this checkout's history")
+    tree = tmp_path / "old"
+    with tarfile.open(archive) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, django_db_blocker: pytest.FixtureRequest) -> Iterator[str]:
+    """A new, empty database of the kind the suite runs on."""
+    if connection.vendor == "sqlite":
+        yield f"sqlite:///{tmp_path / 'upgrade.sqlite3'}"
+        return
+    name = f"upgrade_{uuid.uuid4().hex[:12]}"
+    with django_db_blocker.unblock(), connection._nodb_cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{name}"))
+    finally:
+        with django_db_blocker.unblock(), connection._nodb_cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def run(code: Path, env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, *args], cwd=code, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, f"{args}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def test_it_upgrades_a_database_of_the_two_app_layout_in_place(
+    old_code: Path, database_url: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="webhooks_project.settings",
+        DEBUG="1",
+        VAR_DIR=str(tmp_path / "var"),
+        DATABASE_URL=database_url,
+        REDIS_URL="redis://127.0.0.1:1/0",  # nothing here may talk to Redis
+        SECRET_KEY="upgrade-test-secret-key",
+        FIELD_ENCRYPTION_KEY=os.environ["FIELD_ENCRYPTION_KEY"],
+    )
+    scripts = BASE / "tests" / "upgrade"
+
+    run(old_code, env, "manage.py", "migrate", "--noinput", "-v", "0")
+    before = json.loads(run(old_code, env, str(scripts / "populate_old.py")).splitlines()[-1])
+    ours = {
+        t: n for t, n in before["counts"].items() if t.startswith(("endpoints_", "deliveries_"))
+    }
+    assert len(ours) == 18 and all(ours.values()), ours  # every table of the two apps has rows
+
+    run(BASE, env, "manage.py", "migrate", "--noinput", "-v", "0")
+    run(BASE, env, "manage.py", "migrate", "--check", "--noinput", "-v", "0")  # nothing left
+    after = json.loads(
+        run(BASE, env, str(scripts / "check_new.py"), json.dumps(before)).splitlines()[-1]
+    )
+
+    # No table was made or dropped, and no row moved (only the migration history grew).
+    assert set(after["counts"]) == set(before["counts"])
+    changed = {
+        table: (before["counts"][table], after["counts"][table])
+        for table in before["counts"]
+        if before["counts"][table] != after["counts"][table]
+    }
+    assert set(changed) <= {"django_migrations"}, changed
+    # Content types were relabelled, not made anew: permissions and admin history follow.
+    for old, new in MOVED.items():
+        assert after["content_types"][new] == before["content_types"][old], new
+    assert after["group_perms"] == ["accounts.change_merchant"]
+    assert after["user_perms"] == ["endpoints.view_endpoint"]
+    assert after["log_entry_object"] == before["merchant"]
+
+    assert after["password_ok"] is True
+    assert after["user_merchant"] == before["merchant"]
+    assert after["merchant_secret"] == before["merchant_secret"]  # still decrypts
+    assert after["merchant_limits"] == [9, 7]
+    assert after["endpoint_secret"] == before["endpoint_secret"]
+    assert after["endpoint_types"] == ["upgrade.check"]
+    assert after["endpoint_category"] == "upgrade"
+    assert after["key_merchant"] == before["merchant"]
+    assert after["token_merchant"] == before["merchant"]
+    assert after["delivery"] == [before["event"], "upgrade.check", before["endpoint"]]
+    assert after["attempts"] == 1
+    assert after["idempotency"] == 1
+    assert after["events"] == 1
+    assert after["inspector_requests"] == 1
+    assert after["loyalty"] == [1, 1]
+    assert after["event_type_sample"] == {"a": 1}
+    assert settings.AUTH_USER_MODEL == "accounts.User"
