@@ -40,9 +40,10 @@ from deliveries.models import Delivery
 
 log = logging.getLogger(__name__)
 
-RECORD_EVERY = 0.02  # seconds the recorder lets results gather into one bulk write
+RECORD_EVERY = 0.05  # seconds the recorder lets results gather into one bulk write (fewer,
+# larger write transactions: on SQLite each holds the write lock the API waits for)
 CLAIM_RETRY = 0.1  # seconds between claims while the last one found nothing
-CLAIM_TOPUP = 0.02  # seconds between claims for a few free threads: claims stay few
+CLAIM_TOPUP = 0.04  # seconds between claims for a few free threads: claims stay few
 MIN_CLAIM_FRACTION = 4  # claim at once when a quarter of the threads are free
 
 
@@ -76,6 +77,7 @@ class Recorder(threading.Thread):
         super().__init__(name="recorder", daemon=True)
         self.senders = senders
         self.incoming: SimpleQueue[AttemptResult | None] = SimpleQueue()
+        self.closing = threading.Event()  # set by close(): stop gathering, write now
 
     def run(self) -> None:
         try:
@@ -84,7 +86,9 @@ class Recorder(threading.Thread):
                 first = self.incoming.get()
                 if first is None:
                     break
-                time.sleep(RECORD_EVERY)  # let a few more finish: one write for all of them
+                # Let a few more finish: one write for all of them. A pump that is done does
+                # not wait (the worker's next job starts only when it returns).
+                self.closing.wait(RECORD_EVERY)
                 batch = [first]
                 with contextlib.suppress(Empty):
                     while True:
@@ -100,6 +104,7 @@ class Recorder(threading.Thread):
 
     def close(self) -> None:
         """Write what is left and stop."""
+        self.closing.set()
         self.incoming.put(None)
         self.join()
 
