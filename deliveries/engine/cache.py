@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from django.db import connection
@@ -40,7 +41,8 @@ def _claimed_rows(ids: Sequence[int], token: str) -> list[tuple[Any, ...]]:
         return cursor.fetchall()
 
 
-def _converters() -> list[tuple[str, Callable[[Any], Any]]]:
+@lru_cache(maxsize=2)
+def _converters(vendor: str) -> list[tuple[str, Callable[[Any], Any]]]:
     """Each claimed column's name and how a raw value becomes the field's Python value
     (SQLite hands back datetimes as text and booleans as integers)."""
     result: list[tuple[str, Callable[[Any], Any]]] = []
@@ -89,7 +91,7 @@ class ClaimCache:
         self._load_events({row[2] for row in rows})
         self._load_endpoints({row[3] for row in rows if row[3] is not None})
         deliveries = []
-        converters = _converters()
+        converters = _converters(connection.vendor)  # built once per database kind
         for row in rows:
             pairs = zip(converters, row, strict=True)
             delivery = Delivery(**{name: convert(value) for (name, convert), value in pairs})

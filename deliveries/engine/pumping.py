@@ -246,7 +246,6 @@ class Pump:
         self.threads = threads or settings.WEBHOOK_WORKER_THREADS
         self.senders = senders(self.threads)
         self.cache = ClaimCache()
-        self.peak_in_flight = 0
 
     def run(self, max_seconds: float) -> int:
         """Send until nothing is due or in flight, or `max_seconds` passed, or SIGTERM.
@@ -307,5 +306,4 @@ class Pump:
             log.exception("claim failed; trying again")
             return 0
         self.senders.start(claimed)
-        self.peak_in_flight = max(self.peak_in_flight, self.threads - self.senders.free())
         return len(claimed)
