@@ -23,15 +23,27 @@ from tooling.models import Inspector, LoyaltyApp
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def post_at_once(urls_and_bodies: list[tuple[str, Any]], key: str) -> list[requests.Response]:
-    headers = {"authorization": f"Bearer {key}"}
+def post(url: str, body: Any, key: str) -> requests.Response:
+    return requests.post(url, json=body, headers={"authorization": f"Bearer {key}"}, timeout=20)
 
-    def post(item: tuple[str, Any]) -> requests.Response:
-        url, body = item
-        return requests.post(url, json=body, headers=headers, timeout=20)
 
-    with ThreadPoolExecutor(len(urls_and_bodies)) as pool:
-        return list(pool.map(post, urls_and_bodies))
+def one_more_while_held(
+    url: str, body: Any, key: str, receiver: Receiver, holders: int
+) -> tuple[list[requests.Response], requests.Response]:
+    """`holders` calls that reach the (slow) receiver and wait there, then one more call.
+
+    The extra call is made only once the receiver has every holder's request, so the holders
+    are certainly in flight: under load, calls merely started together can arrive one after
+    another and each find a free slot.
+    """
+    with ThreadPoolExecutor(holders) as pool:
+        held = [pool.submit(post, url, body, key) for _ in range(holders)]
+        deadline = time.monotonic() + 15
+        while len(receiver.requests) < holders and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(receiver.requests) == holders, "the holders never reached the receiver"
+        extra = post(url, body, key)
+        return [future.result() for future in held], extra
 
 
 def test_it_answers_429_to_a_third_test_send_while_two_wait_for_a_hanging_receiver(
@@ -50,11 +62,10 @@ def test_it_answers_429_to_a_third_test_send_while_two_wait_for_a_hanging_receiv
     url = f"{live_server.url}/api/v1/webhooks/{endpoint.public_id}/test"
 
     started = time.monotonic()
-    answers = post_at_once([(url, {})] * 3, key)
+    held, refused = one_more_while_held(url, {}, key, receiver, holders=2)
 
-    codes = sorted(r.status_code for r in answers)
-    assert codes == [200, 200, 429], [r.text for r in answers]
-    [refused] = [r for r in answers if r.status_code == 429]
+    assert [r.status_code for r in held] == [200, 200], [r.text for r in held]
+    assert refused.status_code == 429, refused.text
     assert refused.json()["error"]["code"] == "too_many_outbound_calls"
     assert "wait for them to finish" in refused.json()["error"]["message"]
     assert refused.headers["Retry-After"] == "5"
@@ -79,9 +90,10 @@ def test_it_bounds_loyalty_calls_per_merchant_too(
     key = ApiKey.issue(merchant, "POS")[1]
     url = f"{live_server.url}/api/v1/loyalty/fetch-member-point"
 
-    answers = post_at_once([(url, {"member_code": "M-1"})] * 2, key)
+    held, refused = one_more_while_held(url, {"member_code": "M-1"}, key, receiver, holders=1)
 
-    assert sorted(r.status_code for r in answers) == [200, 429]
+    assert [r.status_code for r in held] == [200], [r.text for r in held]
+    assert refused.status_code == 429, refused.text
     assert len(receiver.requests) == 1
 
 
