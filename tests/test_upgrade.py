@@ -82,6 +82,8 @@ def without_pgbouncer_flag(url: str) -> str:
     options). Through PgBouncer it still works: Django's psycopg 3 cursors bind on the client
     and prepare nothing, and neither migrate nor the scripts use server-side cursors."""
     parts = urlsplit(url)
+    if "pgbouncer" not in parts.query:
+        return url  # untouched: urlunsplit would drop a slash of sqlite:////path
     query = "&".join(p for p in parts.query.split("&") if p and p.split("=")[0] != "pgbouncer")
     return urlunsplit(parts._replace(query=query))
 
