@@ -22,6 +22,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from webhooks_project.pgbouncer.base import DatabaseCreation
+
 BASE = Path(__file__).resolve().parent.parent
 # The last commit of the two-app layout (endpoints + deliveries).
 BEFORE_SPLIT = "4d65318584a048a718a959f25b2c716176f0d31c"
@@ -70,10 +72,7 @@ def database_url(tmp_path: Path, django_db_blocker: pytest.FixtureRequest) -> It
     finally:
         with django_db_blocker.unblock(), connection._nodb_cursor() as cursor:
             # Behind PgBouncer its pool still holds idle server connections to the database.
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                [name],
-            )
+            DatabaseCreation._close_pooled_connections(cursor, name)
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
