@@ -122,7 +122,7 @@ class Workers:
         command: "run_worker" (the documented wrapper) or "rqworker": the stock
             `python manage.py rqworker --with-scheduler` an operator would type, its output
             (RQ's INFO line per job) written to var/bench/rqworker-N.log.
-        env: extra environment for the workers (e.g. WEBHOOK_WORKER_THREADS).
+        env: extra environment for the workers (e.g. WEBHOOK_MAX_IN_FLIGHT).
     """
 
     running: list[Workers] = []  # not stopped yet: stop_leftover_workers() ends them

@@ -4,7 +4,7 @@
 worker's threads) answer after 200 ms. Each run first emits a backlog with no worker running,
 then starts the workers and measures from the moment all of them are registered in RQ to the
 last `completed_at`. Runs with `run_worker` and with the stock `rqworker --with-scheduler`, at
-the default WEBHOOK_WORKER_THREADS, then `run_worker` at 16 and 128 threads. Each run has
+the default WEBHOOK_MAX_IN_FLIGHT, then `run_worker` at 16 and 128 threads. Each run has
 a CPU profile (bench/cpu.py): the workers, the PostgreSQL server, the receiver, this process,
 Redis, and the machine's busy share.
 """
@@ -39,7 +39,7 @@ def expected_rate(workers: int, threads: int) -> float:
 def scaling(receiver: Receiver, quick: bool) -> dict[str, Any]:
     from django.conf import settings
 
-    default_threads = settings.WEBHOOK_WORKER_THREADS
+    default_threads = settings.WEBHOOK_MAX_IN_FLIGHT
     run_seconds = 4 if quick else 15
     clean_tables()
     per_merchant = ENDPOINTS // MERCHANTS
@@ -142,7 +142,7 @@ def drain(
     emit_seconds = time.monotonic() - t0
     data_dir = harness.VAR / "postgres" / "data"
     redis_pid = Path(harness.VAR / "redis" / "redis.pid")
-    pool = Workers(workers, command, {"WEBHOOK_WORKER_THREADS": str(threads)})
+    pool = Workers(workers, command, {"WEBHOOK_MAX_IN_FLIGHT": str(threads)})
     profile = CpuProfile(
         {
             "workers": pool.pids,

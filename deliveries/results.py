@@ -27,6 +27,7 @@ class AttemptResult:
     permanent: bool = False
     answered: bool = False  # an HTTP answer came back (a timeout or refused connection: no)
     sent: bool = True  # False when the claim was given back unsent
+    moved: bool = False  # the delivery was moved to its next state (in memory) for recording
 
     @property
     def ok(self) -> bool:

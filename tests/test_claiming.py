@@ -87,7 +87,7 @@ def _claim_cost(size: int, merchant: Merchant, make: Callable[..., Endpoint]) ->
         # table held 100 rows, PostgreSQL's planner chose a sequential scan of 20,000.
         cursor.execute(f"ANALYZE {Delivery._meta.db_table}")
     with rows_read() as read:
-        claimed = claim(f"w{size}", 16, Load(threads=16))
+        claimed = claim(f"w{size}", 16, Load(capacity=16))
     return read[0], [(d.endpoint_id == healthy.pk) for d in claimed]
 
 
@@ -115,8 +115,8 @@ def test_it_gives_a_merchant_no_more_than_its_share_of_threads(
         emit(merchant, "receipts.update", {"n": n})
 
     # 8 threads, a 0.75 share: 6 for one merchant, whatever else is free.
-    first = claim("w1", 8, Load(threads=8))
-    load = Load(threads=8)
+    first = claim("w1", 8, Load(capacity=8))
+    load = Load(capacity=8)
     load.by_merchant[merchant.pk] = len(first)
     again = claim("w1", 2, load)
 

@@ -203,11 +203,16 @@ WEBHOOK_RETRY_WINDOW_SECONDS = config.get_int("WEBHOOK_RETRY_WINDOW_SECONDS", 48
 # A claim outlives its slowest request by this margin before the sweep gives it back.
 WEBHOOK_LEASE_MARGIN_SECONDS = config.get_int("WEBHOOK_LEASE_MARGIN_SECONDS", 30, minimum=1)
 WEBHOOK_SWEEP_SECONDS = config.get_int("WEBHOOK_SWEEP_SECONDS", 1, minimum=1)
-WEBHOOK_WORKER_THREADS = config.get_int("WEBHOOK_WORKER_THREADS", 64, minimum=1)
+# Sends one worker process keeps in flight at once: each costs a socket on the worker's event
+# loop, not a thread, so a hanging receiver holds one slot of a thousand.
+WEBHOOK_MAX_IN_FLIGHT = config.get_int("WEBHOOK_MAX_IN_FLIGHT", 1000, minimum=1)
+# A private CA bundle for receivers on a merchant's own network (REQUESTS_CA_BUNDLE and
+# SSL_CERT_FILE are honoured too); empty: Mozilla's bundle (certifi).
+WEBHOOK_CA_BUNDLE = config.get_str("WEBHOOK_CA_BUNDLE", "")
 # A pump job hands over to a fresh one after this long, so other jobs (e-mails) get a turn.
 WEBHOOK_PUMP_SECONDS = config.get_int("WEBHOOK_PUMP_SECONDS", 60, minimum=1)
-# Fair shares of a worker's sender threads: one merchant at most this fraction (the others
-# always find a free thread), retries at most this fraction (first attempts always do).
+# Fair shares of a worker's send slots: one merchant at most this fraction (the others always
+# find a free slot), retries at most this fraction (first attempts always do).
 WEBHOOK_MERCHANT_SHARE = config.get_fraction("WEBHOOK_MERCHANT_SHARE", 0.75)
 WEBHOOK_RETRY_SHARE = config.get_fraction("WEBHOOK_RETRY_SHARE", 0.75)
 # The circuit breaker: open after this many attempts in a row without an answer, for a pause

@@ -45,7 +45,7 @@ ONE_OFF = "one-off"
 class Load:
     """What this worker already has in flight."""
 
-    threads: int
+    capacity: int  # sends this worker may have in flight at once
     by_merchant: Counter[int] = field(default_factory=Counter)
     retries: int = 0
     # Deliveries finished here but not yet recorded: their rows still say `delivering`, and
@@ -58,7 +58,7 @@ class Load:
     def copy(self) -> Load:
         """A snapshot for one claim, while sender threads keep changing the original."""
         return Load(
-            self.threads,
+            self.capacity,
             Counter(self.by_merchant),
             self.retries,
             set(self.unrecorded),
@@ -144,13 +144,13 @@ def oldest_due(now: datetime | None = None) -> datetime | None:
     over a parked endpoint's backlog.
     """
     now = now or db_now()
-    return min((s.due for s in _sources(now, 1, Load(threads=1))), default=None)
+    return min((s.due for s in _sources(now, 1, Load(capacity=1))), default=None)
 
 
 def has_claimable(now: datetime | None = None) -> bool:
     """Whether any delivery could be claimed now (the sweep's reason to kick a pump)."""
     now = now or db_now()
-    return bool(_sources(now, 1, Load(threads=1)))
+    return bool(_sources(now, 1, Load(capacity=1)))
 
 
 def release(token: str, ids: Sequence[int]) -> int:
@@ -300,7 +300,7 @@ def _allocate(sources: list[_Source], slots: int, load: Load) -> list[_Source]:
     """Hand out slots round robin over merchants (longest waiting first) and, within each
     merchant, over its endpoints; each source within its room, each merchant within its share
     of the threads. Sets each source's `given`."""
-    share = _share(load.threads, settings.WEBHOOK_MERCHANT_SHARE)
+    share = _share(load.capacity, settings.WEBHOOK_MERCHANT_SHARE)
     queues: dict[int, deque[_Source]] = defaultdict(deque)
     for source in sorted(sources, key=lambda s: s.due):
         queues[source.merchant_id].append(source)
@@ -340,7 +340,7 @@ def _choose(
             source.busy = max(source.busy, busy[source.endpoint_id])
     allocation = _allocate([s for s in sources if s.room > 0], slots, load)
     rows = _rows_for(allocation, now, skip_locked=skip_locked)
-    retry_room = _share(load.threads, settings.WEBHOOK_RETRY_SHARE) - load.retries
+    retry_room = _share(load.capacity, settings.WEBHOOK_RETRY_SHARE) - load.retries
     chosen = []
     for row in rows:
         if row.attempts > 0:

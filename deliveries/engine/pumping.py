@@ -1,30 +1,36 @@
-"""The pump: a worker's sender threads, fed continuously from the database.
+"""The pump: a worker's sending core, fed continuously from the database.
 
-A pump job claims exactly as many due deliveries as the process has free sender threads and
-starts them at once, so nothing it holds waits (a waiting claim could outlive its lease and be
-sent again by another worker). Each sender thread hands its result to a recorder thread that
-writes finished attempts in bulk, so claiming never waits for recording; until a finished
-attempt is recorded its row still says `delivering`, so claims subtract this process's own
-unrecorded ones from an endpoint's in-flight count.
+A pump job claims exactly as many due deliveries as the process has free send slots
+(WEBHOOK_MAX_IN_FLIGHT) and starts them at once, so nothing it holds waits (a waiting claim
+could outlive its lease and be sent again by another worker). The sends run on one event loop
+on a thread of its own (`lib.http.aio`): a send that waits on a hanging or slow receiver costs
+a socket, not a thread, so one process keeps a thousand requests in flight. Each finished send
+goes to a recorder thread that writes finished attempts in bulk, so claiming never waits for
+recording; until a finished attempt is recorded its row still says `delivering`, so claims
+subtract this process's own unrecorded ones from an endpoint's in-flight count.
 
-The sender threads, what they have in flight and the recorder belong to the worker process
+The event loop, what it has in flight and the recorder belong to the worker process
 (`Senders`), not to one pump job. A pump job hands over to a fresh one every
 WEBHOOK_PUMP_SECONDS (so e-mail jobs get their turn on the worker); it returns at once, and the
-next job counts the sends still in flight as busy threads. A pump that instead waited for
-them waited up to a whole request deadline on hanging receivers, and claimed nothing for any
-merchant meanwhile.
+next job counts the sends still in flight as busy slots.
+
+When the database goes away (a PostgreSQL restart or failover, a PgBouncer restart), the
+recorder keeps the outcomes it could not write and writes them once the database answers
+again: they are never dropped, so those deliveries are not sent a second time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextlib
 import logging
 import os
+import resource
 import signal
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from queue import Empty, SimpleQueue
 from types import FrameType
 
@@ -34,17 +40,20 @@ from django.db import connection
 from deliveries.engine.cache import ClaimCache
 from deliveries.engine.claiming import Load, claim
 from deliveries.engine.queueing import kick
-from deliveries.engine.recording import record
-from deliveries.engine.sending import AttemptResult, attempt, unsent
+from deliveries.engine.recording import DATABASE_AWAY, forget_connection, record
+from deliveries.engine.sending import AttemptResult, attempt_async, unsent
 from deliveries.models import Delivery
+from lib.http.aio import AsyncClient
 
 log = logging.getLogger(__name__)
 
 RECORD_EVERY = 0.05  # seconds the recorder lets results gather into one bulk write (fewer,
 # larger write transactions: on SQLite each holds the write lock the API waits for)
 CLAIM_RETRY = 0.1  # seconds between claims while the last one found nothing
-CLAIM_TOPUP = 0.04  # seconds between claims for a few free threads: claims stay few
-MIN_CLAIM_FRACTION = 4  # claim at once when a quarter of the threads are free
+CLAIM_TOPUP = 0.04  # seconds between claims for a few free slots: claims stay few
+MIN_CLAIM_FRACTION = 4  # claim at once when a quarter of the slots are free
+RECORD_RETRY_MAX = 5.0  # seconds between tries to write outcomes while the database is away
+DRAIN_RECORD_SECONDS = 60.0  # how long an exiting worker keeps trying to write its outcomes
 
 
 class StopFlag:
@@ -71,7 +80,11 @@ class StopFlag:
 
 
 class Recorder(threading.Thread):
-    """Writes finished attempts in bulk on its own thread (and its own database connection)."""
+    """Writes finished attempts in bulk on its own thread (and its own database connection).
+
+    Outcomes the database could not take (it went away) are kept and written with the next
+    batch, once it answers again.
+    """
 
     def __init__(self, senders: Senders) -> None:
         super().__init__(name="recorder", daemon=True)
@@ -80,27 +93,55 @@ class Recorder(threading.Thread):
         self.closing = threading.Event()  # set by close(): stop gathering, write now
 
     def run(self) -> None:
+        kept: list[AttemptResult] = []  # not written yet: the database was away
+        pause = RECORD_EVERY
+        closing = False
+        closed_at = 0.0
         try:
-            closing = False
-            while not closing:
-                first = self.incoming.get()
-                if first is None:
-                    break
-                # Let a few more finish: one write for all of them. A pump that is done does
-                # not wait (the worker's next job starts only when it returns).
-                self.closing.wait(RECORD_EVERY)
-                batch = [first]
-                with contextlib.suppress(Empty):
-                    while True:
-                        more = self.incoming.get_nowait()
-                        if more is None:
-                            closing = True
-                            break
-                        batch.append(more)
-                record(self.senders.token, batch)  # never raises
-                self.senders.recorded(batch)
+            while True:
+                batch = self._gather(kept, pause if kept else None)
+                if batch is None:
+                    closing, closed_at = True, closed_at or time.monotonic()
+                    batch = []
+                kept += batch
+                if kept:
+                    if record(self.senders.token, kept):
+                        self.senders.recorded(kept)
+                        kept, pause = [], RECORD_EVERY
+                    else:
+                        pause = min(max(pause * 2, 0.25), RECORD_RETRY_MAX)
+                if closing and (not kept or time.monotonic() - closed_at > DRAIN_RECORD_SECONDS):
+                    if kept:
+                        log.error(
+                            "gave up writing %d outcomes: the database did not come back; "
+                            "their leases will expire and they will be sent again",
+                            len(kept),
+                        )
+                    return
         finally:
             connection.close()
+
+    def _gather(self, kept: list[AttemptResult], wait: float | None) -> list[AttemptResult] | None:
+        """The next results to write: waits for one (or `wait` seconds while some are kept),
+        then lets a few more finish. None once close() was called and nothing is left."""
+        try:
+            first = self.incoming.get(timeout=wait) if wait is not None else self.incoming.get()
+        except Empty:
+            return []
+        if first is None:
+            return None
+        # Let a few more finish: one write for all of them. A pump that is done does not wait
+        # (the worker's next job starts only when it returns).
+        self.closing.wait(RECORD_EVERY)
+        batch = [first]
+        with contextlib.suppress(Empty):
+            while True:
+                more = self.incoming.get_nowait()
+                if more is None:
+                    self.incoming.put(None)  # seen again by the next _gather: close after this
+                    break
+                batch.append(more)
+        return batch
 
     def close(self) -> None:
         """Write what is left and stop."""
@@ -110,34 +151,45 @@ class Recorder(threading.Thread):
 
 
 class Senders:
-    """One worker process's sender threads, what they have in flight, and its recorder.
+    """One worker process's sending core: an event loop on its own thread, what it has in
+    flight, and its recorder.
 
     Shared by the process's pump jobs, one after another (RQ runs one job at a time).
     """
 
-    def __init__(self, threads: int) -> None:
-        self.threads = threads
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="deliver")
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        _allow_open_files(capacity)
+        self.loop = asyncio.new_event_loop()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.client = AsyncClient()
+        threading.Thread(target=self.loop.run_forever, name="send-loop", daemon=True).start()
         # The claim token of every delivery this process claims: a result recorded after the
         # job that claimed it has handed over is still recorded under it.
         self.token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)  # a send finished, or a batch was recorded
-        self.load = Load(threads)
+        self.load = Load(capacity)
         self.in_flight = 0
         self.sent = 0
         self.recorder: Recorder | None = None
 
     def free(self) -> int:
         with self.lock:
-            return self.threads - self.in_flight
+            return self.capacity - self.in_flight
+
+    def close_connections(self, timeout: float = 5.0) -> None:
+        """Close the kept-alive connections (a process about to exit); sending may go on."""
+        if self.loop.is_running():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self.client.close(), self.loop).result(timeout)
 
     def snapshot(self) -> Load:
         with self.lock:
             return self.load.copy()
 
     def start(self, deliveries: list[Delivery]) -> None:
-        """Send each claimed delivery on a sender thread, now."""
+        """Start sending each claimed delivery on the event loop, now."""
         claimed_at = time.monotonic()
         with self.lock:
             if self.recorder is None:
@@ -148,19 +200,24 @@ class Senders:
                 self.load.by_merchant[delivery.merchant_id] += 1
                 if delivery.attempts > 1:
                     self.load.retries += 1
-        for delivery in deliveries:
-            self.pool.submit(self._send, delivery, claimed_at)
+        self.loop.call_soon_threadsafe(self._spawn, deliveries, claimed_at)
 
-    def _send(self, delivery: Delivery, claimed_at: float) -> None:
+    def _spawn(self, deliveries: list[Delivery], claimed_at: float) -> None:
+        for delivery in deliveries:
+            task = self.loop.create_task(self._send(delivery, claimed_at))
+            self._tasks.add(task)  # the loop keeps only weak references to its tasks
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, delivery: Delivery, claimed_at: float) -> None:
         result: AttemptResult | None = None
         try:
-            # A claim older than this when its thread starts is not sent: its lease may be gone.
+            # A claim older than this when its send starts is not sent: its lease may be gone.
             if time.monotonic() - claimed_at > settings.WEBHOOK_LEASE_MARGIN_SECONDS / 2:
                 result = unsent(delivery, "claim too old to send")
             else:
-                result = attempt(delivery)  # never raises
+                result = await attempt_async(delivery, self.client)  # never raises
         finally:
-            self._finished(result or unsent(delivery, "the sender thread failed"))
+            self._finished(result or unsent(delivery, "the send failed"))
 
     def _finished(self, result: AttemptResult) -> None:
         delivery = result.delivery
@@ -220,12 +277,31 @@ _senders: dict[int, Senders] = {}
 _senders_lock = threading.Lock()
 
 
-def senders(threads: int) -> Senders:
-    """The worker process's senders, kept across pump jobs (no thread start-up per job)."""
+def senders(capacity: int) -> Senders:
+    """The worker process's sending core, kept across pump jobs (no start-up per job)."""
     with _senders_lock:
-        if threads not in _senders:
-            _senders[threads] = Senders(threads)
-        return _senders[threads]
+        if capacity not in _senders:
+            if not _senders:
+                atexit.register(_close_all)
+            _senders[capacity] = Senders(capacity)
+        return _senders[capacity]
+
+
+def _close_all() -> None:
+    with _senders_lock:
+        made = list(_senders.values())
+    for made_senders in made:
+        made_senders.close_connections()
+
+
+def _allow_open_files(capacity: int) -> None:
+    """Raise the soft limit on open files (each send in flight holds a socket) to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = capacity * 2 + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
 
 
 def drain(timeout: float | None = None) -> bool:
@@ -240,18 +316,18 @@ def drain(timeout: float | None = None) -> bool:
 
 
 class Pump:
-    """Claims for free threads until nothing is due or in flight, or its time is up."""
+    """Claims for free slots until nothing is due or in flight, or its time is up."""
 
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads or settings.WEBHOOK_WORKER_THREADS
-        self.senders = senders(self.threads)
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = capacity or settings.WEBHOOK_MAX_IN_FLIGHT
+        self.senders = senders(self.capacity)
         self.cache = ClaimCache()
 
     def run(self, max_seconds: float) -> int:
         """Send until nothing is due or in flight, or `max_seconds` passed, or SIGTERM.
 
         At `max_seconds` it returns without waiting for the sends in flight (the next pump job
-        in this process counts them as busy threads); on SIGTERM it waits for them.
+        in this process counts them as busy slots); on SIGTERM it waits for them.
 
         Returns:
             How many attempts finished while it ran.
@@ -273,8 +349,8 @@ class Pump:
         """Returns True when nothing was claimable and nothing is in flight.
 
         Each claim is a write transaction (on SQLite it holds the one write lock the API's
-        emits wait for), so a few free threads wait CLAIM_TOPUP for more to free up; a
-        quarter of the threads free, or all of them, are claimed for at once.
+        emits wait for), so a few free slots wait CLAIM_TOPUP for more to free up; a
+        quarter of the slots free, or all of them, are claimed for at once.
         """
         last_claim = -CLAIM_RETRY
         exhausted = short = False  # the last claim found nothing / less than it asked for
@@ -284,15 +360,15 @@ class Pump:
                 return False
             free = self.senders.free()
             wait_until = last_claim + (CLAIM_RETRY if exhausted else CLAIM_TOPUP)
-            many = free == self.threads or (
-                not short and free >= self.threads // MIN_CLAIM_FRACTION
+            many = free == self.capacity or (
+                not short and free >= self.capacity // MIN_CLAIM_FRACTION
             )
             if free > 0 and (many or now >= wait_until):
                 got = self.claim(free)
                 last_claim, exhausted, short = now, got == 0, got < free
                 free -= got
                 wait_until = now + (CLAIM_RETRY if exhausted else CLAIM_TOPUP)
-            if free == self.threads and exhausted:
+            if free == self.capacity and exhausted:
                 return True
             # Woken early whenever a send finishes or a batch is recorded.
             self.senders.wait(max(wait_until - time.monotonic(), 0.001) if free else CLAIM_RETRY)
@@ -301,8 +377,13 @@ class Pump:
         """Claim up to `free` deliveries and start each on a sender thread at once."""
         try:
             claimed = claim(self.senders.token, free, self.senders.snapshot(), self.cache)
+        except DATABASE_AWAY as exc:
+            # The database is away: connect afresh and try again shortly; what is in flight is
+            # still sent, and its outcomes are kept until they can be written.
+            forget_connection()
+            log.warning("claim failed (%s); trying again", exc)
+            return 0
         except Exception:
-            # A database hiccup: try again shortly; what is in flight is still recorded.
             log.exception("claim failed; trying again")
             return 0
         self.senders.start(claimed)

@@ -3,17 +3,20 @@
 Nothing a receiver sends can fail a record: each result is made safe to store (NUL bytes and
 invalid UTF-8 in bodies and headers, absurd `Retry-After` values), and if the batch cannot be
 written as one, each result is written alone, so one bad result never costs the rest of its
-batch. `record()` never raises: a pump must outlive anything a receiver does.
+batch. `record()` never raises: a pump must outlive anything a receiver does. When the
+database itself is away (restarting, failing over, out of connections), it says so instead of
+dropping the batch, and the recorder writes the batch once the database is back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 
 from deliveries import observability
 from deliveries.engine import breaker
@@ -28,13 +31,23 @@ from endpoints.models import Endpoint
 log = logging.getLogger(__name__)
 
 
-def record(token: str, results: Iterable[AttemptResult]) -> None:
+# What a database that is away raises (PostgreSQL restarting or failing over, PgBouncer
+# restarting, SQLite's write lock held too long): worth the same write again later.
+DATABASE_AWAY = (OperationalError, InterfaceError)
+
+
+def record(token: str, results: Iterable[AttemptResult]) -> bool:
     """Store the outcomes of a batch of attempts. Never raises.
 
     Args:
         token: the claim token the deliveries were claimed with; a delivery whose claim was
             taken back (its endpoint disabled, its lease expired) is left as it is now.
         results: what happened to each delivery.
+
+    Returns:
+        False when the database could not be reached and nothing of the batch was written:
+        keep the batch and record it again (every statement of a second try is a no-op for
+        what the first one wrote).
     """
     results = list(results)
     unsent = [r.delivery.pk for r in results if not r.sent]
@@ -44,16 +57,35 @@ def record(token: str, results: Iterable[AttemptResult]) -> None:
             release(token, unsent)
         if sent:
             _record(token, sent)
+    except DATABASE_AWAY as exc:
+        forget_connection()
+        log.warning("database unavailable (%s): %d outcomes kept to write later", exc, len(results))
+        return False
     except Exception:
         log.exception("could not record %d attempts", len(sent))
+    return True
+
+
+def forget_connection() -> None:
+    """Drop this thread's database connection, so the next statement connects afresh.
+
+    Outside a request Django never replaces a dead connection by itself: every later
+    statement on this thread would fail the same way.
+    """
+    with contextlib.suppress(Exception):
+        connection.close()
 
 
 def _record(token: str, results: list[AttemptResult]) -> None:
     now = db_now()
     for result in results:
-        _move_to_next_state(result, now)
+        if not result.moved:  # a batch written again after the database was away
+            _move_to_next_state(result, now)
+            result.moved = True
     try:
         _write(token, results, now)
+    except DATABASE_AWAY:
+        raise
     except Exception:
         # One result the database refused must not cost the others: write them one by one.
         log.exception("a batch of %d outcomes failed; writing them one by one", len(results))

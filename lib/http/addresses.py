@@ -26,7 +26,7 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import idna
 
-from lib.http.dns import IPAddress, literal_address, lookup
+from lib.http.dns import IPAddress, literal_address, lookup, lookup_async
 from lib.http.errors import TransportError, timeout_error
 
 MAX_URL_LENGTH = 2048
@@ -330,6 +330,30 @@ def checked_addresses(
         raise timeout_error(limit) from None
     except (OSError, ValueError):
         raise TransportError(f"could not resolve host {target.host}") from None
+    return allowed_addresses(target, addresses, networks)
+
+
+async def checked_addresses_async(
+    target: Target, networks: Sequence[IPNetwork], deadline: float, limit: float
+) -> list[IPAddress]:
+    """:func:`checked_addresses` for an event loop (the lookup never blocks the loop)."""
+    try:
+        addresses = await lookup_async(target.host, target.port, deadline - time.monotonic())
+    except TimeoutError:
+        raise timeout_error(limit) from None
+    except (OSError, ValueError):
+        raise TransportError(f"could not resolve host {target.host}") from None
+    return allowed_addresses(target, addresses, networks)
+
+
+def allowed_addresses(
+    target: Target, addresses: list[IPAddress], networks: Sequence[IPNetwork]
+) -> list[IPAddress]:
+    """The addresses a host resolved to, if every one of them may be sent to.
+
+    Raises:
+        TransportError: No address, or some address (or its port) is not allowed.
+    """
     if not addresses:
         raise TransportError(f"could not resolve host {target.host}")
     # One bad address is enough: the system could pick it on any connection attempt.

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import certifi
 import urllib3
 import urllib3.exceptions
 from requests.utils import check_header_validity
@@ -45,6 +44,7 @@ from lib.http.addresses import (
 from lib.http.deadline import Attempt, current_attempt, set_current, watchdog
 from lib.http.dns import IPAddress
 from lib.http.errors import TransportError, timeout_error, translate
+from lib.http.tls import ca_file
 
 VERSION = "0.1.0"
 USER_AGENT = f"POS-Webhooks/{VERSION}"
@@ -264,8 +264,6 @@ _DEFAULT_HEADERS = {
     "Accept": "*/*",
     "Connection": "keep-alive",
 }
-# Mozilla's bundle, as requests uses: the system store may differ between hosts.
-_CA_BUNDLE = certifi.where()
 # Per thread: the urllib3 pool manager ("manager"), built on first use.
 _state = threading.local()
 
@@ -278,7 +276,7 @@ def _pool_manager() -> urllib3.PoolManager:
     if manager is None:
         # No proxy or netrc is read from the environment: they would bypass the SSRF guard.
         manager = urllib3.PoolManager(
-            num_pools=10, maxsize=1, retries=False, cert_reqs="CERT_REQUIRED", ca_certs=_CA_BUNDLE
+            num_pools=10, maxsize=1, retries=False, cert_reqs="CERT_REQUIRED", ca_certs=ca_file()
         )
         manager.pool_classes_by_scheme = {
             "http": _PinnedHTTPConnectionPool,

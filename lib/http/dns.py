@@ -17,6 +17,7 @@ This module imports no other module of the package.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import socket
@@ -80,6 +81,19 @@ def lookup(host: str, port: int, timeout: float) -> list[IPAddress]:
     return _lookups.lookup(host, port, timeout)
 
 
+async def lookup_async(host: str, port: int, timeout: float) -> list[IPAddress]:
+    """:func:`lookup` for an event loop: the loop never blocks on a lookup or a free thread.
+
+    Raises:
+        TimeoutError: No answer within the timeout (the lookup may go on in its thread).
+        OSError, ValueError: Whatever the resolver raised.
+    """
+    literal = literal_address(host)
+    if literal is not None:
+        return [literal]
+    return await _lookups.lookup_async(host, port, timeout)
+
+
 def literal_address(host: str) -> IPAddress | None:
     """The address a host is written as ("127.0.0.1", "::1"), or None for a name."""
     try:
@@ -128,10 +142,22 @@ class _Lookups:
     def lookup(self, host: str, port: int, timeout: float) -> list[IPAddress]:
         deadline = time.monotonic() + max(timeout, 0.0)
         future = self._start_or_join(host, port, deadline)
+        assert future is not None  # it waits for a thread rather than answer None
         # The shared answer is copied: every caller may reorder or extend its own list.
         return list(future.result(timeout=max(deadline - time.monotonic(), 0.0)))
 
-    def _start_or_join(self, host: str, port: int, deadline: float) -> Future[list[IPAddress]]:
+    async def lookup_async(self, host: str, port: int, timeout: float) -> list[IPAddress]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while (future := self._start_or_join(host, port, deadline, wait=False)) is None:
+            await asyncio.sleep(0.05)  # every lookup thread is stuck: poll, never block the loop
+        # Shielded: a caller that gives up must not cancel a lookup other callers joined.
+        answer = asyncio.shield(asyncio.wrap_future(future))
+        return list(await asyncio.wait_for(answer, max(deadline - time.monotonic(), 0.0)))
+
+    def _start_or_join(
+        self, host: str, port: int, deadline: float, *, wait: bool = True
+    ) -> Future[list[IPAddress]] | None:
+        """The lookup to wait for; None when `wait` is False and no thread is free now."""
         with self._cond:
             while True:
                 now = time.monotonic()
@@ -146,6 +172,8 @@ class _Lookups:
                     raise TimeoutError("no DNS answer before the deadline")
                 if len(running) < _DNS_MAX_PER_HOST and self._threads < _DNS_MAX_THREADS:
                     break
+                if not wait:
+                    return None
                 self._cond.wait(deadline - now)
             lookup = _Lookup(host, port, now)
             self._by_host.setdefault(host, []).append(lookup)

@@ -12,6 +12,8 @@ import errno
 import http.client
 import ssl
 
+import aiohttp
+import aiohttp.http_exceptions
 import requests
 import urllib3.exceptions
 
@@ -43,6 +45,22 @@ _ERROR_MESSAGES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ..
     (http.client.BadStatusLine, "invalid response from server (bad status line)"),
     (urllib3.exceptions.InvalidChunkLength, "invalid response from server (bad chunked encoding)"),
     (urllib3.exceptions.DecodeError, "invalid response from server (bad content encoding)"),
+    (aiohttp.ServerDisconnectedError, "connection closed by server without a response"),
+    (aiohttp.http_exceptions.LineTooLong, "invalid response from server (line too long)"),
+    (aiohttp.http_exceptions.BadStatusLine, "invalid response from server (bad status line)"),
+    (
+        aiohttp.http_exceptions.TransferEncodingError,
+        "invalid response from server (bad chunked encoding)",
+    ),
+    (
+        aiohttp.http_exceptions.ContentEncodingError,
+        "invalid response from server (bad content encoding)",
+    ),
+    (aiohttp.ClientPayloadError, "connection closed before the response was complete"),
+    (
+        (aiohttp.http_exceptions.HttpProcessingError, aiohttp.ClientResponseError),
+        "invalid response from server",
+    ),
     (http.client.IncompleteRead, "connection closed before the response was complete"),
     (ssl.SSLError, "TLS handshake failed"),
     (
@@ -76,12 +94,21 @@ def translate(exc: Exception, cut_by_deadline: bool, limit: float) -> TransportE
 
 
 def _fallback_error(chain: list[BaseException]) -> TransportError:
-    invalid_url = (requests.exceptions.InvalidURL, urllib3.exceptions.LocationParseError)
+    invalid_url = (
+        requests.exceptions.InvalidURL,
+        urllib3.exceptions.LocationParseError,
+        aiohttp.InvalidURL,
+    )
     if any(isinstance(e, invalid_url) for e in chain):
         return TransportError("invalid URL", permanent=True)
     if any(isinstance(e, requests.exceptions.InvalidHeader) for e in chain):
         return TransportError("invalid request header", permanent=True)
-    if any(isinstance(e, (OSError, requests.exceptions.ConnectionError)) for e in chain):
+    connection_errors = (
+        OSError,
+        requests.exceptions.ConnectionError,
+        aiohttp.ClientConnectionError,
+    )
+    if any(isinstance(e, connection_errors) for e in chain):
         return TransportError("connection failed")
     return TransportError(f"request failed ({type(chain[0]).__name__})")
 
@@ -97,7 +124,13 @@ def _is_timeout(exc: BaseException) -> bool:
     if isinstance(exc, urllib3.exceptions.NewConnectionError):
         return False
     return isinstance(
-        exc, (TimeoutError, urllib3.exceptions.TimeoutError, requests.exceptions.Timeout)
+        exc,
+        (
+            TimeoutError,
+            urllib3.exceptions.TimeoutError,
+            requests.exceptions.Timeout,
+            aiohttp.ServerTimeoutError,
+        ),
     )
 
 

@@ -89,7 +89,7 @@ def test_it_delivers_another_merchants_new_event_while_a_backlog_hangs(
             emit(merchant, "receipts.update", {"n": n})  # 120 deliveries that hang
         innocent = make_endpoint(receiver.url("/innocent"), merchant=outsider_merchant)
 
-        start_worker(WEBHOOK_WORKER_THREADS="8")
+        start_worker(WEBHOOK_MAX_IN_FLIGHT="8")
         wait_until(lambda: hanging.in_flight >= 4, timeout=30, what="the backlog in flight")
         posted = time.time()
         event = emit(outsider_merchant, "receipts.update", {"innocent": True})
@@ -120,7 +120,7 @@ def test_it_keeps_threads_for_first_attempts_when_retries_are_due(
     from deliveries.engine.claiming import Load, claim
 
     # 4 threads: retries may hold 3 of them; this worker already has 3 retries in flight.
-    claimed = claim("w1", 4, Load(threads=4, retries=3))
+    claimed = claim("w1", 4, Load(capacity=4, retries=3))
 
     assert [d.endpoint_id for d in claimed] == [first.pk]
 
@@ -193,7 +193,7 @@ def test_it_keeps_claiming_while_a_pump_hands_over_with_hanging_sends_in_flight(
             emit(merchant, "receipts.update", {"n": n})
         make_endpoint(receiver.url("/innocent"), merchant=outsider_merchant)
 
-        start_worker(WEBHOOK_WORKER_THREADS="8", WEBHOOK_PUMP_SECONDS="2")
+        start_worker(WEBHOOK_MAX_IN_FLIGHT="8", WEBHOOK_PUMP_SECONDS="2")
         wait_until(lambda: hanging.in_flight >= 4, timeout=30, what="the backlog in flight")
         lags = []
         for n in range(4):  # spread over two hand-overs
