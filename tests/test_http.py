@@ -6,6 +6,7 @@ getaddrinfo is limited to numeric hosts, and connections to refused addresses ar
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import itertools
@@ -32,6 +33,7 @@ from werkzeug import Response
 
 from lib import http
 from lib.http import client as http_client
+from lib.http.aio import AsyncClient
 
 LOOPBACK = http.parse_networks(["127.0.0.0/8", "::1/128"])
 PUBLIC_IP = "93.184.215.14"
@@ -256,9 +258,56 @@ def keep_alive_server() -> Iterator[RawServer]:
     server.close()
 
 
+class AsyncRunner:
+    """The worker's asynchronous client on an event loop of its own, called from a thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.client = AsyncClient()
+
+    def post(self, *args: Any, **kwargs: Any) -> http.HttpResult:
+        future = asyncio.run_coroutine_threadsafe(self.client.post(*args, **kwargs), self.loop)
+        return future.result(timeout=60)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.client.close(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+_client: dict[str, Any] = {"runner": None}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test runs against both clients (the synchronous one of Send test and loyalty
+    calls, the worker's asynchronous one), except those about one client's own machinery."""
+    only_sync = metafunc.definition.get_closest_marker("one_client") is not None
+    metafunc.parametrize("client_kind", ["sync"] if only_sync else ["sync", "async"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def client_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    kind: str = getattr(request, "param", "sync")
+    _client["runner"] = AsyncRunner() if kind == "async" else None
+    yield kind
+    if _client["runner"] is not None:
+        _client["runner"].close()
+    _client["runner"] = None
+
+
+def send(url: str, body: bytes, headers: dict[str, str], **kwargs: Any) -> http.HttpResult:
+    """POST with the client under test."""
+    if _client["runner"] is not None:
+        return _client["runner"].post(url, body, headers, **kwargs)
+    return http.post(url, body, headers, **kwargs)
+
+
 def post(url: str, body: bytes = b"{}", **kwargs: Any) -> http.HttpResult:
     kwargs.setdefault("allowed_networks", LOOPBACK)
-    return http.post(url, body, kwargs.pop("headers", {}), **kwargs)
+    return send(url, body, kwargs.pop("headers", {}), **kwargs)
 
 
 def timed_failure(url: str, **kwargs: Any) -> tuple[http.TransportError, float]:
@@ -438,6 +487,7 @@ def test_it_applies_the_deadline_to_a_kept_alive_connection(
     assert elapsed < 2
 
 
+@pytest.mark.one_client
 def test_it_forgets_finished_attempts_long_before_their_deadline(
     httpserver_ipv4: HTTPServer,
 ) -> None:
@@ -545,10 +595,10 @@ def tls_context(cert_and_key: tuple[Path, Path]) -> ssl.SSLContext:
 
 
 @pytest.fixture
-def trust_test_ca(monkeypatch: pytest.MonkeyPatch, certs: SimpleNamespace) -> None:
-    # Only the module's own bundle is trusted; the environment is ignored by design. A fresh
-    # thread state makes the next request build its pool manager with the test CA.
-    monkeypatch.setattr(http_client, "_CA_BUNDLE", str(certs.ca))
+def trust_test_ca(monkeypatch: pytest.MonkeyPatch, certs: SimpleNamespace, settings: Any) -> None:
+    # The operator's private CA (WEBHOOK_CA_BUNDLE). A fresh thread state makes the next
+    # request build its pool manager with it; the async client reads it per session.
+    settings.WEBHOOK_CA_BUNDLE = str(certs.ca)
     monkeypatch.setattr(http_client, "_state", threading.local())
 
 
@@ -600,6 +650,38 @@ def test_it_verifies_tls_against_the_host_name_while_connecting_to_the_checked_a
     assert hosts == [f"Host: hooks.example.com:{server.port}".encode()]
     # The same certificate does not match the bare address: verification uses the name.
     assert error.message == "certificate verify failed"
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"])
+def test_it_trusts_the_ca_bundle_the_environment_names(
+    serve: Callable[[Handle], RawServer],
+    stub_dns: Callable[..., StubResolver],
+    certs: SimpleNamespace,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+) -> None:
+    context = tls_context(certs.leaf)
+
+    def tls_server(conn: socket.socket, stop: threading.Event) -> None:
+        conn.settimeout(5)
+        with context.wrap_socket(conn, server_side=True) as tls:
+            read_request_head(tls)
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nprivate")
+
+    server = serve(tls_server)
+    stub_dns("127.0.0.1")
+    url = f"https://hooks.example.com:{server.port}/hook"
+    error, _ = timed_failure(url)  # Mozilla's bundle does not know the private CA
+
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)  # it comes first, as in requests
+    monkeypatch.setenv(variable, str(certs.ca))
+    monkeypatch.setattr(http_client, "_state", threading.local())
+    if _client["runner"] is not None:
+        _client["runner"].close()
+        _client["runner"] = AsyncRunner()
+
+    assert error.message == "certificate verify failed"
+    assert post(url).body == b"private"
 
 
 @pytest.mark.parametrize("handle", [drip_status_line, drip_body], ids=["status-line", "body"])
@@ -662,6 +744,7 @@ def test_it_reuses_the_connection_for_calls_from_one_thread(
     assert keep_alive_server.connections == 1
 
 
+@pytest.mark.one_client  # aiohttp has the whole 100 KiB by then: its connection is clean to reuse
 def test_it_drops_the_connection_after_a_truncated_body(keep_alive_server: RawServer) -> None:
     big = post(keep_alive_server.url("/big"))
     small = post(keep_alive_server.url("/small"))
@@ -743,18 +826,20 @@ def test_it_blocks_a_host_resolving_to_a_non_public_address(
     resolver = stub_dns(address)
 
     with pytest.raises(http.TransportError) as caught:
-        http.post("https://hooks.example.com/hook", b"{}", {}, allowed_networks=[])
+        send("https://hooks.example.com/hook", b"{}", {}, allowed_networks=[])
 
     assert (caught.value.message, caught.value.permanent) == ("blocked: address not public", True)
     assert resolver.calls == [("hooks.example.com", 443)]
     assert connect_trap == []
 
 
+@pytest.mark.one_client
 @pytest.mark.parametrize("address", REFUSED_ADDRESSES)
 def test_it_does_not_count_refused_ranges_as_public(address: str) -> None:
     assert http.is_public_address(ip_address(address)) is False
 
 
+@pytest.mark.one_client
 @pytest.mark.parametrize(
     "address",
     ["8.8.8.8", PUBLIC_IP, "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "2002:808:808::1"],
@@ -769,7 +854,7 @@ def test_it_blocks_when_any_resolved_address_is_not_public(
     stub_dns(PUBLIC_IP, "10.0.0.1")
 
     with pytest.raises(http.TransportError) as caught:
-        http.post("http://hooks.example.com/", b"{}", {}, allowed_networks=[])
+        send("http://hooks.example.com/", b"{}", {}, allowed_networks=[])
 
     assert caught.value.message == "blocked: address not public"
     assert connect_trap == []
@@ -780,7 +865,7 @@ def test_it_blocks_when_any_resolved_address_is_not_public(
 )
 def test_it_blocks_literal_non_public_addresses(host: str, connect_trap: list[Any]) -> None:
     with pytest.raises(http.TransportError) as caught:
-        http.post(f"http://{host}:8080/latest/meta-data/", b"", {}, allowed_networks=[])
+        send(f"http://{host}:8080/latest/meta-data/", b"", {}, allowed_networks=[])
 
     assert caught.value.message == "blocked: address not public"
     assert connect_trap == []
@@ -791,7 +876,7 @@ def test_it_blocks_numeric_forms_of_loopback(
     host: str, keep_alive_server: RawServer, connect_trap: list[Any]
 ) -> None:
     with pytest.raises(http.TransportError) as caught:
-        http.post(f"http://{host}:{keep_alive_server.port}/small", b"", {}, allowed_networks=[])
+        send(f"http://{host}:{keep_alive_server.port}/small", b"", {}, allowed_networks=[])
 
     assert caught.value.message == "blocked: address not public"
     assert connect_trap == []
@@ -839,6 +924,7 @@ def test_it_resolves_again_on_every_call_and_blocks_a_rebound_name(
     assert keep_alive_server.connections == 1
 
 
+@pytest.mark.one_client
 def test_it_refuses_a_kept_alive_connection_the_policy_no_longer_allows(
     keep_alive_server: RawServer, stub_dns: Callable[..., StubResolver]
 ) -> None:
@@ -856,18 +942,60 @@ def test_it_refuses_a_kept_alive_connection_the_policy_no_longer_allows(
     assert keep_alive_server.connections == 1
 
 
+@pytest.mark.one_client
+def test_it_never_reuses_a_connection_checked_under_another_policy(
+    keep_alive_server: RawServer, stub_dns: Callable[..., StubResolver]
+) -> None:
+    # The async client pools connections per address policy: a kept-alive connection is only
+    # reused by requests whose policy checked the address it was opened to.
+    runner = AsyncRunner()
+    url = f"http://hooks.example.com:{keep_alive_server.port}/small"
+    stub_dns("127.0.0.1")
+    try:
+        first = runner.post(url, b"", {}, allowed_networks=LOOPBACK)
+        same = runner.post(url, b"", {}, allowed_networks=LOOPBACK)
+        other = runner.post(url, b"", {}, allowed_networks=http.parse_networks(["127.0.0.1/32"]))
+    finally:
+        runner.close()
+
+    assert [r.body for r in (first, same, other)] == [b"ok"] * 3
+    assert keep_alive_server.connections == 2
+
+
+@pytest.mark.one_client
+def test_it_gives_a_hex_named_host_its_name_not_its_address(
+    stub_dns: Callable[..., StubResolver], httpserver_ipv4: HTTPServer
+) -> None:
+    # Only numeric forms of an address are replaced by the checked address; a name made of
+    # hex letters is a name (its Host header, SNI and certificate stay the name).
+    resolver = stub_dns("127.0.0.1")
+    httpserver_ipv4.expect_request("/hook").respond_with_data(b"named")
+    runner = AsyncRunner()
+    try:
+        result = runner.post(
+            f"http://deadbeef.cafe:{httpserver_ipv4.port}/hook", b"", {}, allowed_networks=LOOPBACK
+        )
+    finally:
+        runner.close()
+
+    sent, _ = httpserver_ipv4.log[0]
+    assert result.body == b"named"
+    assert sent.headers["Host"] == f"deadbeef.cafe:{httpserver_ipv4.port}"
+    assert resolver.calls == [("deadbeef.cafe", httpserver_ipv4.port)]
+
+
 def test_it_allows_exactly_the_allowed_networks(
     stub_dns: Callable[..., StubResolver], connect_trap: list[Any]
 ) -> None:
     networks = http.parse_networks(["10.0.0.5/32"])
     stub_dns("10.0.0.6")
     with pytest.raises(http.TransportError) as blocked:
-        http.post("http://hooks.example.com/", b"", {}, allowed_networks=networks)
+        send("http://hooks.example.com/", b"", {}, allowed_networks=networks)
     assert connect_trap == []
 
     stub_dns("10.0.0.5")
     with pytest.raises(http.TransportError) as trapped:
-        http.post("http://hooks.example.com/", b"", {}, allowed_networks=networks)
+        send("http://hooks.example.com/", b"", {}, allowed_networks=networks)
 
     assert blocked.value.message == "blocked: address not public"
     # Let through, to the very address that was checked (the trap refused the connect).
@@ -895,9 +1023,9 @@ def test_it_reads_allowed_networks_from_django_settings(
 
     django_settings(WEBHOOK_ALLOWED_NETWORKS=[])
     with pytest.raises(http.TransportError) as caught:
-        http.post(url, b"", {})
+        send(url, b"", {})
     django_settings(WEBHOOK_ALLOWED_NETWORKS=["127.0.0.1"])
-    result = http.post(url, b"", {})
+    result = send(url, b"", {})
 
     assert caught.value.message == "blocked: address not public"
     assert result.body == b"ok"
@@ -907,7 +1035,7 @@ def test_it_reports_a_host_that_does_not_resolve(stub_dns: Callable[..., StubRes
     stub_dns(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
 
     with pytest.raises(http.TransportError) as caught:
-        http.post("https://nowhere.invalid/hook", b"", {}, allowed_networks=[])
+        send("https://nowhere.invalid/hook", b"", {}, allowed_networks=[])
 
     assert (caught.value.message, caught.value.permanent) == (
         "could not resolve host nowhere.invalid",
@@ -918,6 +1046,7 @@ def test_it_reports_a_host_that_does_not_resolve(stub_dns: Callable[..., StubRes
 # --- check_url and mask_url ----------------------------------------------------------------
 
 
+@pytest.mark.one_client
 @pytest.mark.parametrize(
     ("url", "require_https", "message"),
     [
@@ -944,6 +1073,7 @@ def test_it_explains_why_a_url_is_refused(url: str, require_https: bool, message
     assert str(caught.value) == message
 
 
+@pytest.mark.one_client
 def test_it_accepts_a_public_url(stub_dns: Callable[..., StubResolver]) -> None:
     resolver = stub_dns(PUBLIC_IP)
 
@@ -952,6 +1082,7 @@ def test_it_accepts_a_public_url(stub_dns: Callable[..., StubResolver]) -> None:
     assert resolver.calls == [("hooks.example.com", 443)]
 
 
+@pytest.mark.one_client
 def test_it_refuses_a_url_whose_host_does_not_resolve(
     stub_dns: Callable[..., StubResolver],
 ) -> None:
@@ -961,6 +1092,7 @@ def test_it_refuses_a_url_whose_host_does_not_resolve(
         http.check_url("https://nowhere.invalid/", require_https=True, allowed_networks=[])
 
 
+@pytest.mark.one_client
 def test_it_refuses_a_url_pointing_at_a_private_address(
     stub_dns: Callable[..., StubResolver],
 ) -> None:
@@ -975,11 +1107,13 @@ def test_it_refuses_a_url_pointing_at_a_private_address(
     assert str(caught.value) == "This address is not allowed: it is not a public address."
 
 
+@pytest.mark.one_client
 def test_it_checks_a_literal_address_even_without_resolving() -> None:
     with pytest.raises(ValueError, match="not a public address"):
         http.check_url("http://169.254.169.254/", require_https=False, resolve=False)
 
 
+@pytest.mark.one_client
 @pytest.mark.parametrize(
     ("url", "masked"),
     [
@@ -994,6 +1128,7 @@ def test_it_masks_only_the_password(url: str, masked: str) -> None:
     assert http.mask_url(url) == masked
 
 
+@pytest.mark.one_client
 def test_it_parses_networks_and_rejects_garbage() -> None:
     networks = http.parse_networks(["10.0.0.0/8", " ::1 ", "", "192.168.1.7/24"])
 

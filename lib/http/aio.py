@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import re
 import socket
 import time
 import zlib
@@ -50,12 +51,14 @@ from lib.http.client import (
     HttpResult,
     _clamp_timeout,
 )
-from lib.http.dns import IPAddress
+from lib.http.dns import IPAddress, literal_address
 from lib.http.errors import TransportError, timeout_error, translate
 from lib.http.tls import ssl_context
 
 _CHUNK_BYTES = 16 * 1024
-_MAX_HEADERS = 100  # the synchronous client's limit (http.client's _MAXHEADERS)
+# An IPv4 address in a form other than dotted decimal: "2130706433", "0x7f.1", "0177.0.0.1".
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}$", re.IGNORECASE)
+_MAX_HEADERS = 100  # as the synchronous client (http.client's _MAXHEADERS)
 
 # The addresses the current request checked: the connector's resolver answers with these.
 _checked: contextvars.ContextVar[list[IPAddress] | None] = contextvars.ContextVar(
@@ -124,6 +127,7 @@ class AsyncClient:
                 timeout=aiohttp.ClientTimeout(total=None),
                 max_field_size=8190,
                 max_line_size=8190,
+                max_headers=_MAX_HEADERS,
             )
             self._sessions[key] = session
         return session
@@ -179,6 +183,10 @@ class AsyncClient:
                     _checked.reset(token)
         except TransportError:
             raise
+        except aiohttp.ClientResponseError as exc:
+            if "Too many headers" in str(exc):  # aiohttp's parser counts them for us
+                raise TransportError("invalid response from server (too many headers)") from exc
+            raise translate(exc, False, limit) from exc
         except TimeoutError as exc:
             raise timeout_error(limit) from exc
         except Exception as exc:
@@ -194,17 +202,21 @@ class AsyncClient:
         headers: CIMultiDict[str],
         networks: Sequence[IPNetwork],
     ) -> tuple[int, dict[str, str], bytes, bool]:
+        url = URL(target.url, encoded=True)
+        if literal_address(target.host) is None and _NUMERIC_HOST.match(target.host):
+            # "2130706433", "0177.0.0.1": aiohttp refuses these forms of an address, so the
+            # request goes to the checked address, with the Host header as written.
+            headers["Host"] = url.raw_authority
+            url = url.with_host(str(_checked.get()[0]))
         response = await self._session(networks).request(
             method.upper(),
-            URL(target.url, encoded=True),
+            url,
             data=body,
             headers=headers,
             allow_redirects=False,
             compress=None,
         )
         try:
-            if len(response.raw_headers) > _MAX_HEADERS:
-                raise TransportError("invalid response from server (too many headers)")
             content, truncated = await _read_capped(response)
         except BaseException:
             response.close()  # reading the rest could take the whole deadline: drop it
