@@ -51,6 +51,7 @@ class EndpointAdmin(admin.ModelAdmin):
         "failure_warning_sent_at",
         "breaker",
         "breaker_failures",
+        "in_flight_allowed",
         "created_at",
         "updated_at",
     ]
@@ -64,11 +65,20 @@ class EndpointAdmin(admin.ModelAdmin):
         "breaker_state",
         "breaker_trips",
         "breaker_probe_at",
+        "concurrency_limit",
     ]
 
     @admin.display(description="Circuit breaker")
     def breaker(self, obj: Endpoint) -> str:
+        if obj.allowed_in_flight < obj.max_in_flight:
+            return f"{obj.breaker_label()} · {self.in_flight_allowed(obj)}"
         return obj.breaker_label()
+
+    @admin.display(description="In flight allowed")
+    def in_flight_allowed(self, obj: Endpoint) -> str:
+        if obj.allowed_in_flight < obj.max_in_flight:
+            return f"{obj.allowed_in_flight} of {obj.max_in_flight} (cut after timeouts)"
+        return f"{obj.max_in_flight} (its maximum)"
 
     def save_model(self, request: HttpRequest, obj: Endpoint, form: Any, change: bool) -> None:
         """Flipping "is enabled" in the form disables or enables the way the actions do."""

@@ -139,6 +139,14 @@ class Endpoint(models.Model):
     breaker_probe_at = models.DateTimeField(
         null=True, blank=True, help_text="When an open breaker lets one probe through."
     )
+    # Adaptive concurrency (deliveries/engine/breaker.py): a timeout or refused connection
+    # halves what may be in flight at once, down to 1; answers grow it back by one per batch.
+    concurrency_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Requests allowed in flight now, cut after timeouts; empty: the maximum.",
+    )
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -174,6 +182,13 @@ class Endpoint(models.Model):
         if self.breaker_probe_at > now:
             return f"Open: next probe at {self.breaker_probe_at:%Y-%m-%d %H:%M:%S} UTC"
         return "Half-open: one probe delivery allowed"
+
+    @property
+    def allowed_in_flight(self) -> int:
+        """What may be in flight at once now: the maximum, or less after timeouts."""
+        if self.concurrency_limit is None:
+            return self.max_in_flight
+        return max(1, min(self.concurrency_limit, self.max_in_flight))
 
     @property
     def breaker_is_parked(self) -> bool:

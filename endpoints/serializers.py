@@ -136,6 +136,11 @@ class CircuitBreakerOutput(serializers.Serializer):
     failures_in_a_row = serializers.IntegerField(source="breaker_failures")
     next_probe_at = serializers.DateTimeField(source="breaker_probe_at", allow_null=True)
     summary = serializers.CharField(source="breaker_label")
+    max_in_flight = serializers.IntegerField(help_text="Requests sent to it at once, at most.")
+    allowed_in_flight = serializers.IntegerField(
+        help_text="Requests allowed in flight now: halved by each batch of timeouts or refused "
+        "connections (down to 1), grown back by one for each batch of answers."
+    )
 
     def get_state(self, endpoint: Endpoint) -> str:
         if endpoint.breaker_state != Endpoint.BreakerState.OPEN:

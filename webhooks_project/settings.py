@@ -215,6 +215,11 @@ WEBHOOK_PUMP_SECONDS = config.get_int("WEBHOOK_PUMP_SECONDS", 60, minimum=1)
 # find a free slot), retries at most this fraction (first attempts always do).
 WEBHOOK_MERCHANT_SHARE = config.get_fraction("WEBHOOK_MERCHANT_SHARE", 0.75)
 WEBHOOK_RETRY_SHARE = config.get_fraction("WEBHOOK_RETRY_SHARE", 0.75)
+# The slow lane: sends to endpoints that answered slower than WEBHOOK_SLOW_SECONDS or not at all
+# in the last minute, or that have been in flight longer than that, take at most this fraction
+# of a worker's slots, so healthy endpoints always find room.
+WEBHOOK_SLOW_SECONDS = config.get_int("WEBHOOK_SLOW_SECONDS", 5, minimum=1)
+WEBHOOK_SLOW_LANE_SHARE = config.get_fraction("WEBHOOK_SLOW_LANE_SHARE", 0.5)
 # The circuit breaker: open after this many attempts in a row without an answer, for a pause
 # that doubles on each failed probe up to the maximum.
 WEBHOOK_BREAKER_THRESHOLD = config.get_int("WEBHOOK_BREAKER_THRESHOLD", 5, minimum=1)

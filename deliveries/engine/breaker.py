@@ -7,6 +7,11 @@ delivery through as a probe. An answer (any HTTP status: the receiver is there) 
 the backlog drains at the endpoint's cap; silence opens it again for twice as long, up to
 WEBHOOK_BREAKER_MAX_PAUSE_SECONDS. The state lives on the endpoint row, so every worker on every
 machine sees the same breaker.
+
+Before the breaker opens, adaptive concurrency (additive increase, multiplicative decrease, as
+TCP does) already eases the load: a batch in which an endpoint timed out or refused the
+connection halves what it may have in flight (`Endpoint.concurrency_limit`, down to 1); a batch
+in which it answered, and never went silent, adds one, back up to its `max_in_flight`.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce, Greatest
 
 from deliveries.results import AttemptResult
 from endpoints.models import Endpoint
@@ -49,6 +55,7 @@ def update(results: Sequence[AttemptResult], now: datetime) -> set[int]:
             answered.add(endpoint_id)
         elif not result.permanent:  # a refused address is our policy, not the receiver
             silent[endpoint_id] += 1
+    _adapt_concurrency(answered - set(silent), set(silent))
     if answered:
         Endpoint.objects.filter(pk__in=answered).filter(
             Q(breaker_state=OPEN) | Q(breaker_failures__gt=0)
@@ -71,3 +78,20 @@ def update(results: Sequence[AttemptResult], now: datetime) -> set[int]:
         ):
             opened.add(endpoint_id)
     return opened
+
+
+def _adapt_concurrency(answered: set[int], silent: set[int]) -> None:
+    """Halve the allowed in flight of endpoints that went silent; grow back those that answer."""
+    if silent:
+        Endpoint.objects.filter(pk__in=silent).update(
+            concurrency_limit=Greatest(
+                Value(1), Coalesce(F("concurrency_limit"), F("max_in_flight")) / Value(2)
+            )
+        )
+    if answered:
+        Endpoint.objects.filter(pk__in=answered, concurrency_limit__isnull=False).update(
+            concurrency_limit=Case(
+                When(concurrency_limit__gte=F("max_in_flight") - 1, then=Value(None)),
+                default=F("concurrency_limit") + 1,
+            )
+        )

@@ -1,16 +1,23 @@
 """Claiming: which due deliveries a worker sends next, fairly and within every cap.
 
-A claim takes only what the worker can send at once (free sender threads), so a claimed
+A claim takes only what the worker can send at once (free send slots), so a claimed
 delivery is always in flight: nothing waits on a lease that could run out (which made a
 second worker send it again). Then:
 
 * per-endpoint caps hold across all workers and machines: the database counts what is in
-  flight (`delivering` rows), and on PostgreSQL a transaction-scoped advisory lock per endpoint
-  makes two workers' claims for one endpoint take turns (so neither counts stale rows); on
-  SQLite the count is re-checked under the machine-wide write lock;
-* claims interleave merchants and endpoints round robin, oldest waiting first, and one
-  merchant never holds more than `WEBHOOK_MERCHANT_SHARE` of a worker's threads;
-* retries never take more than `WEBHOOK_RETRY_SHARE` of the threads: first attempts always
+  flight (`delivering` rows), and on PostgreSQL a transaction-scoped advisory lock on each
+  endpoint a claim chose makes two workers' claims for one endpoint take turns (so neither
+  counts stale rows); on SQLite the count is re-checked under the machine-wide write lock;
+* slots go to the merchant with the fewest sends in flight first (water-filling, one slot at
+  a time), so a merchant with nothing in flight is served at the next claim; between merchants
+  with as many in flight, the oldest waiting and the freshest alternate (under a backlog,
+  fresh events are not queued behind the whole of it, and the backlog still drains at half
+  the rate or more); one merchant never holds more than `WEBHOOK_MERCHANT_SHARE` of a worker's
+  slots;
+* endpoints that are slow or silent now (`Load.slow`) share a lane of at most
+  `WEBHOOK_SLOW_LANE_SHARE` of the slots, so healthy endpoints always find room;
+* an endpoint's cap is its adaptive limit (`Endpoint.allowed_in_flight`: halved by timeouts);
+* retries never take more than `WEBHOOK_RETRY_SHARE` of the slots: first attempts always
   find a free one;
 * an endpoint whose breaker is open is skipped (one probe once its pause ends);
 * endpoints with due work are found by a skip scan over the per-endpoint due index (one
@@ -19,6 +26,7 @@ second worker send it again). Then:
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
@@ -54,15 +62,20 @@ class Load:
     # Endpoints with a failed attempt not yet recorded: claimed again only once the outcome is
     # written, so a 410 disables, and a breaker opens, before anything more goes out.
     held: Counter[int] = field(default_factory=Counter)
+    # The slow lane: endpoints slow or silent now, and this worker's sends in flight to them.
+    slow: set[int] = field(default_factory=set)
+    slow_in_flight: int = 0
 
     def copy(self) -> Load:
-        """A snapshot for one claim, while sender threads keep changing the original."""
+        """A snapshot for one claim, while sends keep changing the original."""
         return Load(
             self.capacity,
             Counter(self.by_merchant),
             self.retries,
             set(self.unrecorded),
             Counter(self.held),
+            set(self.slow),
+            self.slow_in_flight,
         )
 
 
@@ -101,21 +114,24 @@ def claim(token: str, slots: int, load: Load, cache: ClaimCache | None = None) -
     if connection.vendor == "postgresql":
         with transaction.atomic():
             now = db_now()
-            sources = _sources(now, slots, load)
-            locked = _lock_endpoints([s.endpoint_id for s in sources if s.endpoint_id])
-            busy = _in_flight(locked, load.unrecorded)
-            sources = [s for s in sources if s.endpoint_id is None or s.endpoint_id in locked]
-            rows = _choose(sources, busy, slots, load, now, skip_locked=True)
+            chosen = _allocate(_sources(now, slots, load), slots, load)
+            # Only what this claim chose is locked and counted again: the cost of a claim
+            # follows what it sends, not how many endpoints have work.
+            locked = _lock_endpoints([s.endpoint_id for s in chosen if s.endpoint_id])
+            chosen = _within_room(chosen, locked, _in_flight(locked, load.unrecorded))
+            rows = _retry_share(_rows_for(chosen, now, skip_locked=True), load)
             _mark(token, rows, now)
     else:
         # SQLite: the reads run outside the one machine-wide write lock; only the re-count
         # and the conditional UPDATE hold it.
         now = db_now()
         sources = _sources(now, slots, load)
-        rows = _choose(sources, {}, slots, load, now, skip_locked=False)
+        chosen = _allocate(sources, slots, load)
+        rows = _retry_share(_rows_for(chosen, now, skip_locked=False), load)
         if not rows:
             return []
         with transaction.atomic():
+            now = db_now()  # the lease starts once the write lock is ours, not before the wait
             rows = _within_caps(rows, sources, load)
             _mark(token, rows, now)
     if not rows:
@@ -211,10 +227,10 @@ def _ready_endpoints_sql(excluded: int) -> str:
                     WHERE status = 'pending' AND endpoint_id > ready.eid)
             FROM ready WHERE ready.eid IS NOT NULL
         )
-        SELECT e.id, e.merchant_id, e.max_in_flight, e.timeout_seconds, e.breaker_state,
-               e.breaker_probe_at,
+        SELECT e.id, e.merchant_id, e.max_in_flight, e.concurrency_limit, e.timeout_seconds,
+               e.breaker_state, e.breaker_probe_at,
                (SELECT next_attempt_at FROM {d}
-                WHERE status = 'pending' AND endpoint_id = e.id
+                WHERE status = 'pending' AND endpoint_id = e.id AND next_attempt_at IS NOT NULL
                 ORDER BY endpoint_id, next_attempt_at LIMIT 1) AS due,
                (SELECT COUNT(*) FROM {d}
                 WHERE status = 'delivering' AND endpoint_id = e.id {not_mine}) AS busy
@@ -229,8 +245,9 @@ def _sources(now: datetime, slots: int, load: Load) -> list[_Source]:
     with connection.cursor() as cursor:
         cursor.execute(_ready_endpoints_sql(len(load.unrecorded)), list(load.unrecorded))
         rows = cursor.fetchall()
-        for eid, merchant_id, cap, timeout, state, probe_at, due, busy in rows:
+        for eid, merchant_id, cap, limit, timeout, state, probe_at, due, busy in rows:
             due, probe_at = _when(due), _when(probe_at)
+            cap = max(1, min(cap, limit)) if limit is not None else cap  # adaptive: see breaker
             if due is None or due > now or load.held.get(eid):
                 continue
             if state == Endpoint.BreakerState.OPEN:
@@ -292,54 +309,74 @@ class _Row:
     timeout: float
 
 
-def _share(threads: int, fraction: float) -> int:
-    return max(1, math.floor(threads * fraction))
+def _share(capacity: int, fraction: float) -> int:
+    return max(1, math.floor(capacity * fraction))
 
 
 def _allocate(sources: list[_Source], slots: int, load: Load) -> list[_Source]:
-    """Hand out slots round robin over merchants (longest waiting first) and, within each
-    merchant, over its endpoints; each source within its room, each merchant within its share
-    of the threads. Sets each source's `given`."""
+    """Hand out slots one at a time to the merchant with the fewest sends in flight (across
+    every worker, as the database counts them), within each merchant round robin over its
+    endpoints; each source within its room, each merchant within its share of the slots, the
+    slow lane within its share. Sets each source's `given`."""
     share = _share(load.capacity, settings.WEBHOOK_MERCHANT_SHARE)
+    slow_room = _share(load.capacity, settings.WEBHOOK_SLOW_LANE_SHARE) - load.slow_in_flight
     queues: dict[int, deque[_Source]] = defaultdict(deque)
+    in_flight: Counter[int] = Counter()
     for source in sorted(sources, key=lambda s: s.due):
-        queues[source.merchant_id].append(source)
+        if source.room > 0:
+            queues[source.merchant_id].append(source)
+        in_flight[source.merchant_id] += source.busy
     allowance = {m: share - load.by_merchant.get(m, 0) for m in queues}
-    for merchant_id, left in allowance.items():
-        if left <= 0:
-            del queues[merchant_id]  # already holds its whole share of this worker's threads
-    while slots > 0 and queues:
-        for merchant_id in list(queues):
-            own = queues[merchant_id]
-            if slots <= 0:
-                break
-            source = own.popleft()
-            source.given += 1
-            allowance[merchant_id] -= 1
-            slots -= 1
-            if source.given < source.room:
-                own.append(source)  # to the back: the merchant's next endpoint goes next
-            if not own or allowance[merchant_id] <= 0:
-                del queues[merchant_id]
+    heap = [
+        (max(in_flight[m], load.by_merchant.get(m, 0)), rank, m)
+        for rank, m in _oldest_and_freshest(list(queues))
+        if allowance[m] > 0  # a merchant holding its whole share of this worker waits
+    ]
+    heapq.heapify(heap)
+    while slots > 0 and heap:
+        busy, rank, merchant_id = heapq.heappop(heap)
+        own = queues[merchant_id]
+        source = own.popleft()
+        if source.endpoint_id in load.slow:
+            if slow_room <= 0:
+                # The slow lane is full: this endpoint waits, the merchant's others may go.
+                if own:
+                    heapq.heappush(heap, (busy, rank, merchant_id))
+                continue
+            slow_room -= 1
+        source.given += 1
+        allowance[merchant_id] -= 1
+        slots -= 1
+        if source.given < source.room:
+            own.append(source)  # to the back: the merchant's next endpoint goes next
+        if own and allowance[merchant_id] > 0:
+            heapq.heappush(heap, (busy + 1, rank, merchant_id))
     return [s for s in sources if s.given]
 
 
-def _choose(
-    sources: list[_Source],
-    busy: dict[int, int],
-    slots: int,
-    load: Load,
-    now: datetime,
-    *,
-    skip_locked: bool,
-) -> list[_Row]:
-    """The deliveries to claim: allocated fairly, oldest first within each endpoint."""
-    for source in sources:
-        if source.endpoint_id in busy:
-            # PostgreSQL: counted again under the endpoint's lock; never more than the cap.
-            source.busy = max(source.busy, busy[source.endpoint_id])
-    allocation = _allocate([s for s in sources if s.room > 0], slots, load)
-    rows = _rows_for(allocation, now, skip_locked=skip_locked)
+def _oldest_and_freshest(merchants: list[int]) -> list[tuple[int, int]]:
+    """(rank, merchant) for merchants listed oldest due first: the oldest, the freshest, the
+    second oldest, the second freshest... so a backlog neither starves nor is starved."""
+    last = len(merchants) - 1
+    return [(min(2 * i, 2 * (last - i) + 1), m) for i, m in enumerate(merchants)]
+
+
+def _within_room(chosen: list[_Source], locked: set[int], busy: dict[int, int]) -> list[_Source]:
+    """PostgreSQL, under the chosen endpoints' locks: what each may still take now."""
+    kept = []
+    for source in chosen:
+        if source.endpoint_id is not None:
+            if source.endpoint_id not in locked:
+                continue  # another worker is claiming for it right now
+            room = source.cap - max(source.busy, busy.get(source.endpoint_id, 0))
+            source.given = min(source.given, room)
+        if source.given > 0:
+            kept.append(source)
+    return kept
+
+
+def _retry_share(rows: list[_Row], load: Load) -> list[_Row]:
+    """Retries never take more than their share of the slots: first attempts find room."""
     retry_room = _share(load.capacity, settings.WEBHOOK_RETRY_SHARE) - load.retries
     chosen = []
     for row in rows:

@@ -54,6 +54,7 @@ CLAIM_TOPUP = 0.04  # seconds between claims for a few free slots: claims stay f
 MIN_CLAIM_FRACTION = 4  # claim at once when a quarter of the slots are free
 RECORD_RETRY_MAX = 5.0  # seconds between tries to write outcomes while the database is away
 DRAIN_RECORD_SECONDS = 60.0  # how long an exiting worker keeps trying to write its outcomes
+SLOW_MEMORY = 60.0  # seconds an endpoint stays in the slow lane after a slow or missing answer
 
 
 class StopFlag:
@@ -170,6 +171,10 @@ class Senders:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)  # a send finished, or a batch was recorded
         self.load = Load(capacity)
+        # For the slow lane: when each send in flight started (by delivery), and until when
+        # each endpoint that answered slowly or not at all stays slow.
+        self.started: dict[int, tuple[int | None, float]] = {}
+        self.slow_until: dict[int, float] = {}
         self.in_flight = 0
         self.sent = 0
         self.recorder: Recorder | None = None
@@ -185,8 +190,18 @@ class Senders:
                 asyncio.run_coroutine_threadsafe(self.client.close(), self.loop).result(timeout)
 
     def snapshot(self) -> Load:
+        """What this worker has in flight, for one claim; the slow lane as of now."""
+        now = time.monotonic()
+        slow_after = now - settings.WEBHOOK_SLOW_SECONDS
         with self.lock:
-            return self.load.copy()
+            for endpoint_id in [e for e, until in self.slow_until.items() if until <= now]:
+                del self.slow_until[endpoint_id]
+            slow = set(self.slow_until)
+            slow.update(e for e, at in self.started.values() if e is not None and at < slow_after)
+            load = self.load.copy()
+            load.slow = slow
+            load.slow_in_flight = sum(1 for e, _ in self.started.values() if e in slow)
+            return load
 
     def start(self, deliveries: list[Delivery]) -> None:
         """Start sending each claimed delivery on the event loop, now."""
@@ -197,6 +212,7 @@ class Senders:
                 self.recorder.start()
             for delivery in deliveries:
                 self.in_flight += 1
+                self.started[delivery.pk] = (delivery.endpoint_id, claimed_at)
                 self.load.by_merchant[delivery.merchant_id] += 1
                 if delivery.attempts > 1:
                     self.load.retries += 1
@@ -223,6 +239,8 @@ class Senders:
         delivery = result.delivery
         with self.lock:
             self.in_flight -= 1
+            self.started.pop(delivery.pk, None)
+            self._note_speed(result)
             self.load.unrecorded.add(delivery.pk)
             if delivery.endpoint_id is not None and not result.ok:
                 self.load.held[delivery.endpoint_id] += 1
@@ -235,6 +253,17 @@ class Senders:
             assert self.recorder is not None  # closed only with nothing in flight
             self.recorder.incoming.put(result)
             self.changed.notify_all()
+
+    def _note_speed(self, result: AttemptResult) -> None:
+        """A slow answer, or none, puts an endpoint in the slow lane; a quick one takes it out."""
+        endpoint_id = result.delivery.endpoint_id
+        if endpoint_id is None or not result.sent:
+            return
+        silent = not result.answered and not result.permanent
+        if silent or result.duration_ms > settings.WEBHOOK_SLOW_SECONDS * 1000:
+            self.slow_until[endpoint_id] = time.monotonic() + SLOW_MEMORY
+        elif result.answered:
+            self.slow_until.pop(endpoint_id, None)
 
     def recorded(self, batch: list[AttemptResult]) -> None:
         """What the recorder wrote is no longer counted as this process's unrecorded work."""
