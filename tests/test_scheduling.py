@@ -1,0 +1,183 @@
+"""Who is served next: fairness by what is in flight, the slow lane, adaptive concurrency.
+
+Each test fails when its mechanism is removed from `deliveries/engine/claiming.py` or
+`breaker.py` (checked by deleting it once): the in-flight ordering, the fresh/old alternation,
+the slow lane's bound, the adaptive limit in claims and its halving and growth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import Merchant
+from deliveries.engine.breaker import update as update_breakers
+from deliveries.engine.claiming import Load, claim
+from deliveries.models import Delivery, Event
+from deliveries.results import AttemptResult
+from endpoints.models import Endpoint
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _due(endpoint: Endpoint, count: int = 1, *, ago: float = 60, status: str = "pending") -> None:
+    """`count` deliveries to an endpoint, due `ago` seconds ago (or in flight elsewhere)."""
+    event = Event.objects.create_event(endpoint.merchant, "receipts.update", {"n": count})
+    at = timezone.now() - timedelta(seconds=ago)
+    made = Delivery.objects.bulk_create(
+        Delivery(
+            merchant=endpoint.merchant,
+            event=event,
+            endpoint=endpoint,
+            next_attempt_at=at,
+            created_at=at,
+        )
+        for n in range(count)
+    )
+    if status == Delivery.Status.DELIVERING:
+        Delivery.objects.filter(pk__in=[d.pk for d in made]).update(
+            status=status,
+            claimed_by="another-worker",
+            claimed_until=timezone.now() + timedelta(minutes=1),
+        )
+
+
+def _merchants(count: int) -> list[Merchant]:
+    return [Merchant.objects.create(name=f"Shop {n}") for n in range(count)]
+
+
+def test_it_serves_the_merchant_with_nothing_in_flight_before_an_older_busy_one(
+    make_endpoint: Callable[..., Endpoint],
+) -> None:
+    busy_shop, idle_shop = _merchants(2)
+    busy = make_endpoint("http://127.0.0.1:9/busy", merchant=busy_shop, max_in_flight=50)
+    idle = make_endpoint("http://127.0.0.1:9/idle", merchant=idle_shop)
+    _due(busy, 5, status=Delivery.Status.DELIVERING)  # another worker has 5 in flight
+    _due(busy, 5, ago=600)  # and its backlog waited longest
+    _due(idle, 1, ago=1)
+
+    claimed = claim("w1", 1, Load(capacity=100))
+
+    assert [d.merchant_id for d in claimed] == [idle_shop.pk]
+
+
+def test_it_evens_out_what_merchants_have_in_flight(
+    make_endpoint: Callable[..., Endpoint],
+) -> None:
+    shops = _merchants(3)
+    endpoints = [
+        make_endpoint(f"http://127.0.0.1:9/{n}", merchant=shop, max_in_flight=50)
+        for n, shop in enumerate(shops)
+    ]
+    _due(endpoints[0], 4, status=Delivery.Status.DELIVERING)
+    _due(endpoints[1], 2, status=Delivery.Status.DELIVERING)
+    for endpoint in endpoints:
+        _due(endpoint, 10)
+
+    claimed = claim("w1", 6, Load(capacity=100))
+
+    given = [sum(d.merchant_id == shop.pk for d in claimed) for shop in shops]
+    # Water-filling from 4 / 2 / 0 in flight with 6 slots: everyone ends at 4.
+    assert given == [0, 2, 4]
+
+
+def test_it_serves_a_fresh_event_before_the_whole_backlog_of_a_crowd(
+    make_endpoint: Callable[..., Endpoint],
+) -> None:
+    crowd = _merchants(40)
+    for n, shop in enumerate(crowd):
+        _due(make_endpoint(f"http://127.0.0.1:9/crowd{n}", merchant=shop), 1, ago=300 - n)
+    newcomer = Merchant.objects.create(name="Newcomer")
+    _due(make_endpoint("http://127.0.0.1:9/new", merchant=newcomer), 1, ago=0.5)
+
+    claimed = claim("w1", 4, Load(capacity=100))
+
+    merchants = [d.merchant_id for d in claimed]
+    assert newcomer.pk in merchants  # not behind 40 older deliveries
+    assert crowd[0].pk in merchants  # and the oldest of the backlog still goes first
+
+
+def test_it_bounds_the_slow_lane_and_keeps_room_for_healthy_endpoints(
+    make_endpoint: Callable[..., Endpoint],
+) -> None:
+    slow_shop, healthy_shop = _merchants(2)
+    slow = [
+        make_endpoint(f"http://127.0.0.1:9/slow{n}", merchant=slow_shop, max_in_flight=20)
+        for n in range(3)
+    ]
+    healthy = make_endpoint("http://127.0.0.1:9/ok", merchant=healthy_shop, max_in_flight=20)
+    for endpoint in [*slow, healthy]:
+        _due(endpoint, 20)
+    # 10 slots, a slow lane of half of them, 3 already in flight to slow endpoints.
+    load = Load(capacity=10, slow={e.pk for e in slow}, slow_in_flight=3)
+
+    claimed = claim("w1", 7, load)
+
+    to_slow = sum(d.endpoint_id != healthy.pk for d in claimed)
+    assert to_slow == 2  # the lane's 5 less the 3 in flight
+    assert len(claimed) == 7  # the rest went to the healthy endpoint
+
+
+def test_it_claims_no_more_than_an_endpoints_adaptive_limit(
+    make_endpoint: Callable[..., Endpoint],
+) -> None:
+    endpoint = make_endpoint("http://127.0.0.1:9/cut", max_in_flight=10)
+    Endpoint.objects.filter(pk=endpoint.pk).update(concurrency_limit=2)
+    _due(endpoint, 10)
+
+    claimed = claim("w1", 10, Load(capacity=100))
+
+    assert len(claimed) == 2
+
+
+def _results(endpoint: Endpoint, *, answered: bool, count: int = 1) -> list[AttemptResult]:
+    delivery = Delivery(endpoint=endpoint, merchant=endpoint.merchant)
+    return [
+        AttemptResult(
+            delivery=delivery,
+            request_body=b"",
+            request_headers={},
+            status=200 if answered else 408,
+            answered=answered,
+        )
+        for _ in range(count)
+    ]
+
+
+def test_it_halves_an_endpoints_concurrency_on_timeouts_and_grows_it_back_on_answers(
+    make_endpoint: Callable[..., Endpoint],
+) -> None:
+    endpoint = make_endpoint("http://127.0.0.1:9/aimd", max_in_flight=10)
+    seen = []
+    for _ in range(4):  # four batches with timeouts: 10 -> 5 -> 2 -> 1 -> 1
+        update_breakers(_results(endpoint, answered=False, count=3), timezone.now())
+        endpoint.refresh_from_db()
+        seen.append(endpoint.allowed_in_flight)
+    for _ in range(9):  # answers: one more per batch, back to the maximum
+        update_breakers(_results(endpoint, answered=True), timezone.now())
+        endpoint.refresh_from_db()
+        seen.append(endpoint.allowed_in_flight)
+
+    assert seen == [5, 2, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert endpoint.concurrency_limit is None  # at its maximum again: nothing stored
+
+
+def test_it_still_claims_an_endpoints_due_work_beside_a_row_with_no_due_time(
+    make_endpoint: Callable[..., Endpoint],
+) -> None:
+    # A Send test row commits with no due time and is claimed by its own request; if that
+    # request died, the row must not hide the endpoint's other work (SQLite sorts NULL first).
+    endpoint = make_endpoint("http://127.0.0.1:9/test")
+    _due(endpoint, 1)
+    event = Event.objects.create_event(endpoint.merchant, "receipts.update", {"test": True})
+    orphan = Delivery.objects.create(
+        merchant=endpoint.merchant, event=event, endpoint=endpoint, next_attempt_at=None
+    )
+
+    claimed = claim("w1", 5, Load(capacity=100))
+
+    assert len(claimed) == 1
+    assert claimed[0].pk != orphan.pk
