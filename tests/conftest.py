@@ -170,6 +170,12 @@ class Answer:
     delay: float = 0.0
 
 
+class _ManyConnectionsServer(ThreadingHTTPServer):
+    # A worker opens hundreds of connections at once; the default listen backlog of 5 made
+    # the kernel drop connection attempts, which the client retried a second or more later.
+    request_queue_size = 1024
+
+
 class Receiver:
     """A real HTTP server on 127.0.0.1 that records requests and answers as scripted.
 
@@ -226,7 +232,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = _ManyConnectionsServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

@@ -47,6 +47,7 @@ from lib import http
 
 ADVISORY_NAMESPACE = 0x57484B  # PostgreSQL advisory locks of endpoint claims ("WHK")
 ONE_OFF = "one-off"
+UNION_CHUNK = 400  # endpoints' row queries in one statement (SQLite's limit is 500 terms)
 
 
 @dataclass
@@ -409,9 +410,14 @@ def _rows_for(allocation: list[_Source], now: datetime, *, skip_locked: bool) ->
             f"ORDER BY next_attempt_at, id LIMIT %s{lock}) AS t{len(parts)}"
         )
         params += [source.endpoint_id, _param(now), source.given]
-    if parts:
-        with connection.cursor() as cursor:
-            cursor.execute(" UNION ALL ".join(parts), params)
+    with connection.cursor() as cursor:
+        # SQLite allows 500 terms in one compound SELECT: a claim for a crowd of endpoints
+        # runs in chunks.
+        for start in range(0, len(parts), UNION_CHUNK):
+            cursor.execute(
+                " UNION ALL ".join(parts[start : start + UNION_CHUNK]),
+                params[start * 3 : (start + UNION_CHUNK) * 3],
+            )
             for pk, endpoint_id, merchant_id, attempts in cursor.fetchall():
                 rows.append(_Row(pk, endpoint_id, merchant_id, attempts, timeouts[endpoint_id]))
     return rows

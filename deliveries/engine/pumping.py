@@ -54,6 +54,11 @@ CLAIM_TOPUP = 0.04  # seconds between claims for a few free slots: claims stay f
 MIN_CLAIM_FRACTION = 4  # claim at once when a quarter of the slots are free
 RECORD_RETRY_MAX = 5.0  # seconds between tries to write outcomes while the database is away
 DRAIN_RECORD_SECONDS = 60.0  # how long an exiting worker keeps trying to write its outcomes
+# How long outcomes are kept for a database that keeps refusing them. Past this their leases
+# have run out anyway (they are due again and will be sent again: at least once), and an
+# error that never passes (SQLite answers "database is locked" and a broken statement alike)
+# must not pile up results for ever.
+KEEP_RECORD_SECONDS = 120.0
 SLOW_MEMORY = 60.0  # seconds an endpoint stays in the slow lane after a slow or missing answer
 
 
@@ -95,6 +100,7 @@ class Recorder(threading.Thread):
 
     def run(self) -> None:
         kept: list[AttemptResult] = []  # not written yet: the database was away
+        kept_since = 0.0
         pause = RECORD_EVERY
         closing = False
         closed_at = 0.0
@@ -104,6 +110,7 @@ class Recorder(threading.Thread):
                 if batch is None:
                     closing, closed_at = True, closed_at or time.monotonic()
                     batch = []
+                kept_since = kept_since if kept else time.monotonic()
                 kept += batch
                 if kept:
                     if record(self.senders.token, kept):
@@ -111,13 +118,19 @@ class Recorder(threading.Thread):
                         kept, pause = [], RECORD_EVERY
                     else:
                         pause = min(max(pause * 2, 0.25), RECORD_RETRY_MAX)
-                if closing and (not kept or time.monotonic() - closed_at > DRAIN_RECORD_SECONDS):
-                    if kept:
-                        log.error(
-                            "gave up writing %d outcomes: the database did not come back; "
-                            "their leases will expire and they will be sent again",
-                            len(kept),
-                        )
+                now = time.monotonic()
+                if kept and (
+                    now - kept_since > KEEP_RECORD_SECONDS
+                    or (closing and now - closed_at > DRAIN_RECORD_SECONDS)
+                ):
+                    log.error(
+                        "gave up writing %d outcomes: the database kept refusing them; their "
+                        "leases run out and they will be sent again",
+                        len(kept),
+                    )
+                    self.senders.recorded(kept)
+                    kept = []
+                if closing and not kept:
                     return
         finally:
             connection.close()
