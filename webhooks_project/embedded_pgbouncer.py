@@ -52,6 +52,9 @@ default_pool_size = 60
 reserve_pool_size = 10
 max_db_connections = 80
 server_idle_timeout = 60
+; After a failed login to the server (PostgreSQL restarting), retry after 1 s, not 15: a
+; restart then costs clients seconds (docs: deploying on several machines).
+server_login_retry = 1
 ignore_startup_parameters = extra_float_digits,options
 log_connections = 0
 log_disconnections = 0
