@@ -272,7 +272,25 @@ OAUTH2_PROVIDER = {
     "REFRESH_TOKEN_REUSE_PROTECTION": True,
     "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
     "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
+    # Client secrets are random 256-bit values: one SHA-256, as API keys (lib/hashers.py).
+    # Secrets hashed before with PBKDF2 still verify and are re-hashed on their next use.
+    "CLIENT_SECRET_HASHER": "sha256",
 }
+# Django's default hashers for people's passwords (the first one hashes new passwords),
+# plus the one for OAuth client secrets, which check_password must be able to identify.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+    "lib.hashers.RandomSecretHasher",
+]
+# Failed client authentications at the token endpoint, per client id and per address,
+# within a window; beyond them it answers 429 without checking the secret.
+OAUTH_CLIENT_FAILURE_LIMIT = config.get_int("OAUTH_CLIENT_FAILURE_LIMIT", 10, minimum=1)
+OAUTH_ADDRESS_FAILURE_LIMIT = config.get_int("OAUTH_ADDRESS_FAILURE_LIMIT", 30, minimum=1)
+OAUTH_FAILURE_WINDOW_SECONDS = config.get_int("OAUTH_FAILURE_WINDOW_SECONDS", 300, minimum=1)
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 API_RATE_LIMIT = config.get_rate("API_RATE_LIMIT", "6000/minute")
 # Event bodies are capped at 256 KiB; nothing else the API takes comes close to 1 MiB.

@@ -27,7 +27,13 @@ if "sqlite" in DATABASES["default"]["ENGINE"]:
 WEBHOOK_REQUIRE_HTTPS = False
 # Loopback only: receivers in tests listen on 127.0.0.1 / ::1, and nothing else is opened.
 WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# MD5 keeps users' passwords fast in tests; PBKDF2 verifies client secrets hashed before
+# lib.hashers existed; lib.hashers hashes client secrets now.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "lib.hashers.RandomSecretHasher",
+]
 if not os.environ.get("EMAIL_URL"):  # a fault test points a worker at a real mail server
     EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STORAGES = {
