@@ -18,7 +18,7 @@ from deliveries import engine
 from deliveries.engine import resend
 from deliveries.models import Delivery, DeliveryAttempt, Event
 from lib.http import mask_url
-from lib.text import deliveries
+from lib.text import deliveries, escape_surrogates
 
 
 def utc_seconds(value: datetime | None) -> str:
@@ -56,7 +56,9 @@ class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="Data")
     def payload(self, obj: Event) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(obj.data, indent=2, ensure_ascii=False))
+        # Data stored before lone surrogates were refused may hold one: shown as its escape.
+        text = escape_surrogates(json.dumps(obj.data, indent=2, ensure_ascii=False))
+        return format_html("<pre>{}</pre>", text)
 
     @admin.action(description="Resend selected events")
     def resend_events(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:

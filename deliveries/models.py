@@ -23,6 +23,7 @@ from deliveries.sql import insert_sql
 from endpoints.models import Endpoint
 from lib import http, policy, signing
 from lib.ids import new_id
+from lib.text import has_surrogate
 
 MAX_LOGGED_BODY = 64 * 1024
 MASK = "****"
@@ -57,6 +58,31 @@ def contains_nul(value: Any) -> bool:
     return False
 
 
+SURROGATE_MESSAGE = (
+    "Must not contain a lone surrogate (\\ud800 to \\udfff without its pair) in any string or key."
+)
+
+
+def contains_surrogate(value: Any) -> bool:
+    """Whether any string or key inside a JSON value holds a lone surrogate.
+
+    JSON text may escape one ("\\ud83d" without its pair); UTF-8 cannot encode it, so an
+    event holding one could be stored but not shown, answered or sent.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if has_surrogate(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 def _event_id() -> str:
     return new_id("evt")
 
@@ -79,10 +105,14 @@ class EventQuerySet(models.QuerySet["Event"]):
 
         Raises:
             UnknownEventType: when no active type has that name.
-            InvalidEventData: when a string or key in `data` holds U+0000.
+            InvalidEventData: when a string or key in `data` holds U+0000 or a lone surrogate.
         """
         if contains_nul(data):
             raise InvalidEventData("Event data must not contain the NUL character (U+0000).")
+        if contains_surrogate(data):
+            raise InvalidEventData(
+                f"Event data: {SURROGATE_MESSAGE[0].lower()}{SURROGATE_MESSAGE[1:]}"
+            )
         event = Event(
             merchant=merchant,
             event_type=active_event_type(type_name),
