@@ -22,6 +22,7 @@ from deliveries.results import AttemptResult
 from deliveries.sql import insert_sql
 from endpoints.models import Endpoint
 from lib import http, policy, signing
+from lib.crypto import CredentialURLField
 from lib.ids import new_id
 from lib.text import has_surrogate
 
@@ -180,7 +181,7 @@ class Event(models.Model):
     event_type = models.ForeignKey(EventType, on_delete=models.PROTECT, related_name="events")
     data = models.JSONField(default=dict, blank=True)
     sequence = models.BigIntegerField(help_text="Per-merchant, increasing; receivers drop stale.")
-    webhook_url = models.CharField(max_length=2048, blank=True)
+    webhook_url = CredentialURLField(max_length=2048, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     objects = EventQuerySet.as_manager()
@@ -286,7 +287,7 @@ class Delivery(models.Model):
         related_name="deliveries",
         db_index=False,
     )
-    url = models.CharField(max_length=2048, blank=True)
+    url = CredentialURLField(max_length=2048, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)

@@ -15,11 +15,12 @@ from pathlib import Path
 from croniter import croniter
 from django.core.exceptions import ImproperlyConfigured
 
+from lib import files
 from webhooks_project import config, embedded_redis
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(config.get_str("VAR_DIR", str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+files.private_dir(VAR_DIR)  # the database, keys and demo login: this user's only
 
 DEBUG = config.get_bool("DEBUG", False)
 SECRET_KEY = config.get_str("SECRET_KEY") or ""
