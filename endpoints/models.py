@@ -150,7 +150,11 @@ class Endpoint(models.Model):
         indexes = [models.Index(fields=["merchant", "is_enabled"])]
 
     def __str__(self) -> str:
-        return self.masked_url
+        # Shown in the admin (lists, checkbox labels) and logs: query secrets and an
+        # inspector's catch token masked too. The merchant's own pages use masked_url.
+        from lib.masking import mask_url_secrets
+
+        return mask_url_secrets(self.url)
 
     @property
     def masked_url(self) -> str:
