@@ -115,9 +115,14 @@ def create_oauth_client(request: HttpRequest) -> HttpResponse:
     form = OAuthClientForm(request.POST, prefix="client")
     if not form.is_valid():
         return _render_api_keys(request, client_form=form, status=400)
-    client, raw_secret = OAuthClient.issue(
-        merchant, form.cleaned_data["name"], created_by=request.user
-    )
+    try:
+        with limits.adding(merchant, "oauth_clients"):
+            client, raw_secret = OAuthClient.issue(
+                merchant, form.cleaned_data["name"], created_by=request.user
+            )
+    except limits.LimitReached as exc:
+        form.add_error(None, str(exc))
+        return _render_api_keys(request, client_form=form, status=400)
     # Rendered, not redirected to, like a new API key: the secret is stored hashed only.
     return render(
         request,

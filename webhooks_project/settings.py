@@ -304,7 +304,11 @@ MAX_JSON_DEPTH = config.get_int("MAX_JSON_DEPTH", 64, minimum=2)
 # (the Merchant's own fields; empty means these defaults).
 MERCHANT_MAX_WEBHOOKS = config.get_int("MERCHANT_MAX_WEBHOOKS", 50, minimum=1)
 MERCHANT_MAX_API_KEYS = config.get_int("MERCHANT_MAX_API_KEYS", 20, minimum=1)
+MERCHANT_MAX_OAUTH_CLIENTS = config.get_int("MERCHANT_MAX_OAUTH_CLIENTS", 20, minimum=1)
 MERCHANT_MAX_INSPECTORS = config.get_int("MERCHANT_MAX_INSPECTORS", 20, minimum=1)
+# Requests an inspector's catch URL takes per window (no login needed: the URL is public
+# once shared); more are answered 429 before the body is read. Its storage is capped too.
+INSPECTOR_CATCH_RATE = config.get_rate("INSPECTOR_CATCH_RATE", "60/minute")
 # Events with a one-off `webhook_url`, per merchant per hour: each may be retried for 48 h.
 MERCHANT_MAX_ONE_OFF_PER_HOUR = config.get_int("MERCHANT_MAX_ONE_OFF_PER_HOUR", 500, minimum=1)
 # Outbound calls made while a web request waits (Send test, loyalty call-outs), at once per
