@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 
 def counted(count: int, singular: str, plural: str) -> str:
@@ -27,3 +28,17 @@ def escape_surrogates(text: str) -> str:
     if not has_surrogate(text):
         return text
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def visible(text: str) -> str:
+    """Text a person typed, with characters that change how it displays shown as [U+XXXX].
+
+    Format characters (Unicode category Cf: bidirectional overrides and isolates such as
+    U+202E, zero-width spaces and joiners, U+FEFF) display as nothing, or reorder what
+    follows: "invoice\\u202efdp.exe" displays as "invoiceexe.pdf". URLs refuse them; names and
+    descriptions keep them as typed and show them marked. Lone surrogates are escaped too.
+    """
+    if text.isascii():
+        return text
+    marked = "".join(f"[U+{ord(c):04X}]" if unicodedata.category(c) == "Cf" else c for c in text)
+    return escape_surrogates(marked)
