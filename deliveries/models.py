@@ -84,6 +84,16 @@ def contains_surrogate(value: Any) -> bool:
     return False
 
 
+def check_event_data(data: Any) -> None:
+    """Raise InvalidEventData when a string or key in `data` holds U+0000 or a lone surrogate."""
+    if contains_nul(data):
+        raise InvalidEventData("Event data must not contain the NUL character (U+0000).")
+    if contains_surrogate(data):
+        raise InvalidEventData(
+            f"Event data: {SURROGATE_MESSAGE[:1].lower()}{SURROGATE_MESSAGE[1:]}"
+        )
+
+
 def _event_id() -> str:
     return new_id("evt")
 
@@ -108,12 +118,7 @@ class EventQuerySet(models.QuerySet["Event"]):
             UnknownEventType: when no active type has that name.
             InvalidEventData: when a string or key in `data` holds U+0000 or a lone surrogate.
         """
-        if contains_nul(data):
-            raise InvalidEventData("Event data must not contain the NUL character (U+0000).")
-        if contains_surrogate(data):
-            raise InvalidEventData(
-                f"Event data: {SURROGATE_MESSAGE[0].lower()}{SURROGATE_MESSAGE[1:]}"
-            )
+        check_event_data(data)
         event = Event(
             merchant=merchant,
             event_type=active_event_type(type_name),

@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import Client
 
 from accounts.models import ApiKey, Merchant, User
-from deliveries import emit
+from deliveries import emit, emit_many
 from deliveries.models import Delivery, DeliveryAttempt, Event, InvalidEventData
 from endpoints.models import Endpoint
 from tests.conftest import Answer, Receiver
@@ -78,6 +78,14 @@ def test_it_accepts_a_surrogate_pair(api: Client) -> None:
 def test_it_refuses_a_lone_surrogate_emitted_from_python(merchant: Merchant) -> None:
     with pytest.raises(InvalidEventData, match="surrogate"):
         emit(merchant, "receipts.update", {"note": LONE})
+    with pytest.raises(InvalidEventData, match="surrogate"):
+        emit_many(
+            merchant,
+            [
+                {"type": "receipts.update", "data": {"fine": 1}},
+                {"type": "receipts.update", "data": {"note": LONE}},
+            ],
+        )
     assert not Event.objects.exists()
 
 

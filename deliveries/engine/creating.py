@@ -23,7 +23,7 @@ from deliveries.engine.clock import now_sql
 from deliveries.engine.queueing import kick
 from deliveries.engine.recording import record
 from deliveries.engine.sending import attempt
-from deliveries.models import Delivery, Event, active_event_type
+from deliveries.models import Delivery, Event, active_event_type, check_event_data
 from deliveries.sql import insert_sql
 from endpoints.models import Endpoint, test_data
 from lib.ids import new_id
@@ -155,9 +155,13 @@ def emit_many(
 
     Raises:
         UnknownEventType: when an item's type is not an active type (nothing is stored).
+        InvalidEventData: when an item's data holds U+0000 or a lone surrogate (nothing is
+            stored).
     """
     if not items:
         return []
+    for item in items:
+        check_event_data(item.get("data", {}))
     types = {item["type"]: active_event_type(item["type"]) for item in items}
     subscribers = {
         name: Endpoint.objects.subscriber_ids(merchant, event_type)
