@@ -74,3 +74,30 @@ class OAuthClientAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+def _unregister_toolkit_admin() -> None:
+    """django-oauth-toolkit's own admin let staff edit an application's grant types and
+    redirect URIs and read tokens; staff see and delete clients through OAuthClientAdmin.
+    The toolkit's app comes before this one in INSTALLED_APPS, so its admin is loaded."""
+    from oauth2_provider.models import (
+        get_access_token_model,
+        get_application_model,
+        get_grant_model,
+        get_id_token_model,
+        get_refresh_token_model,
+    )
+
+    for get_model in (
+        get_application_model,
+        get_access_token_model,
+        get_refresh_token_model,
+        get_grant_model,
+        get_id_token_model,
+    ):
+        model = get_model()
+        if admin.site.is_registered(model):
+            admin.site.unregister(model)
+
+
+_unregister_toolkit_admin()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from redis.exceptions import RedisError
-from rest_framework import exceptions, parsers, status
+from rest_framework import exceptions, parsers, renderers, status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -150,6 +151,30 @@ def server_error(request: HttpRequest) -> HttpResponse:
     from django.views.defaults import server_error as page
 
     return page(request)
+
+
+# --- rendering -------------------------------------------------------------------------
+
+
+class JSONRenderer(renderers.JSONRenderer):
+    """DRF's JSON renderer (UTF-8, unescaped), escaping everything when it must.
+
+    Text stored from third parties (a loyalty app's answer, event data stored before lone
+    surrogates were refused) may hold a lone surrogate, which UTF-8 cannot encode: that
+    answer is written with \\u escapes instead, still valid JSON, instead of a 500.
+    """
+
+    def render(
+        self,
+        data: Any,
+        accepted_media_type: str | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
+    ) -> bytes:
+        try:
+            return super().render(data, accepted_media_type, renderer_context)
+        except UnicodeEncodeError:
+            self.ensure_ascii = True
+            return super().render(data, accepted_media_type, renderer_context)
 
 
 # --- parsing ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 from django.db import models, transaction
 from redis.exceptions import RedisError
 
-from accounts.models import ApiKey, Merchant
+from accounts.models import ApiKey, Merchant, OAuthClient
 from lib import redis_client
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,8 @@ class Countable:
 # Kinds are registered by the app that owns the model (its AppConfig.ready), so this module
 # imports none of the apps above it.
 _KINDS: dict[str, Countable] = {
-    "api_keys": Countable("active API keys", lambda m: ApiKey.objects.filter(merchant=m).active())
+    "api_keys": Countable("active API keys", lambda m: ApiKey.objects.filter(merchant=m).active()),
+    "oauth_clients": Countable("OAuth clients", lambda m: OAuthClient.objects.filter(merchant=m)),
 }
 
 

@@ -43,6 +43,9 @@ class Merchant(models.Model):
     max_api_keys = models.PositiveIntegerField(
         null=True, blank=True, help_text="Active API keys at most; empty means the default."
     )
+    max_oauth_clients = models.PositiveIntegerField(
+        null=True, blank=True, help_text="OAuth clients at most; empty means the default."
+    )
     max_inspectors = models.PositiveIntegerField(
         null=True, blank=True, help_text="Request inspectors at most; empty means the default."
     )
@@ -53,7 +56,7 @@ class Merchant(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    LIMITS = ("webhooks", "api_keys", "inspectors", "one_off_per_hour")
+    LIMITS = ("webhooks", "api_keys", "oauth_clients", "inspectors", "one_off_per_hour")
 
     class Meta:
         # The table kept its name when the model moved here from the endpoints app.

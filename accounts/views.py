@@ -20,6 +20,7 @@ from accounts import limits
 from accounts.access import merchant_for_user
 from accounts.forms import ApiKeyForm, OAuthClientForm
 from accounts.models import ApiKey, OAuthClient
+from lib.text import visible
 
 
 def _get_api_key_for_user(request: HttpRequest, key_id: int) -> ApiKey:
@@ -98,9 +99,9 @@ def revoke_api_key(request: HttpRequest, key_id: int) -> HttpResponse:
     key = _get_api_key_for_user(request, key_id)
     if key.is_active:
         key.revoke()
-        messages.success(request, f"API key “{key.name}” revoked. It no longer works.")
+        messages.success(request, f"API key “{visible(key.name)}” revoked. It no longer works.")
     else:
-        messages.info(request, f"API key “{key.name}” was already revoked.")
+        messages.info(request, f"API key “{visible(key.name)}” was already revoked.")
     return redirect("api_keys")
 
 
@@ -115,9 +116,14 @@ def create_oauth_client(request: HttpRequest) -> HttpResponse:
     form = OAuthClientForm(request.POST, prefix="client")
     if not form.is_valid():
         return _render_api_keys(request, client_form=form, status=400)
-    client, raw_secret = OAuthClient.issue(
-        merchant, form.cleaned_data["name"], created_by=request.user
-    )
+    try:
+        with limits.adding(merchant, "oauth_clients"):
+            client, raw_secret = OAuthClient.issue(
+                merchant, form.cleaned_data["name"], created_by=request.user
+            )
+    except limits.LimitReached as exc:
+        form.add_error(None, str(exc))
+        return _render_api_keys(request, client_form=form, status=400)
     # Rendered, not redirected to, like a new API key: the secret is stored hashed only.
     return render(
         request,
@@ -142,7 +148,9 @@ def confirm_delete_oauth_client(request: HttpRequest, client_id: int) -> HttpRes
 def delete_oauth_client(request: HttpRequest, client_id: int) -> HttpResponse:
     client = _get_oauth_client_for_user(request, client_id)
     client.delete_with_tokens()
-    messages.success(request, f"OAuth client “{client.name}” deleted; its tokens no longer work.")
+    messages.success(
+        request, f"OAuth client “{visible(client.name)}” deleted; its tokens no longer work."
+    )
     return redirect("api_keys")
 
 

@@ -17,8 +17,8 @@ from django.views.decorators.http import require_POST
 from deliveries import engine
 from deliveries.engine import resend
 from deliveries.models import Delivery, DeliveryAttempt, Event
-from lib.http import mask_url
-from lib.text import deliveries
+from lib.masking import mask_url_secrets
+from lib.text import deliveries, escape_surrogates
 
 
 def utc_seconds(value: datetime | None) -> str:
@@ -56,7 +56,9 @@ class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="Data")
     def payload(self, obj: Event) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(obj.data, indent=2, ensure_ascii=False))
+        # Data stored before lone surrogates were refused may hold one: shown as its escape.
+        text = escape_surrogates(json.dumps(obj.data, indent=2, ensure_ascii=False))
+        return format_html("<pre>{}</pre>", text)
 
     @admin.action(description="Resend selected events")
     def resend_events(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
@@ -130,7 +132,7 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="URL")
     def endpoint_url(self, obj: Delivery) -> str:
-        url = mask_url(obj.target_url)  # a one-off URL may carry user:password@ too
+        url = mask_url_secrets(obj.target_url)  # a one-off URL may carry credentials too
         return format_html('<span title="{}">{}</span>', url, short(url, 40))
 
     @admin.display(description="Created", ordering="created_at")
@@ -143,7 +145,7 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="Sent to")
     def target(self, obj: Delivery) -> str:
-        return mask_url(obj.target_url)
+        return mask_url_secrets(obj.target_url)
 
     @admin.action(description="Retry selected failed deliveries")
     def retry_deliveries(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
@@ -190,4 +192,12 @@ class DeliveryAttemptAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ["succeeded", "response_status"]
     list_select_related = ["delivery"]
     search_fields = ["delivery__public_id"]
+    # The logged URL has its password masked already; its query and catch token not.
+    exclude = ["url"]
+    readonly_fields = ["sent_to"]
+
+    @admin.display(description="URL")
+    def sent_to(self, obj: DeliveryAttempt) -> str:
+        return mask_url_secrets(obj.url)
+
     show_full_result_count = False

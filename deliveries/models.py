@@ -22,7 +22,9 @@ from deliveries.results import AttemptResult
 from deliveries.sql import insert_sql
 from endpoints.models import Endpoint
 from lib import http, policy, signing
+from lib.crypto import CredentialURLField
 from lib.ids import new_id
+from lib.text import has_surrogate
 
 MAX_LOGGED_BODY = 64 * 1024
 MASK = "****"
@@ -57,6 +59,41 @@ def contains_nul(value: Any) -> bool:
     return False
 
 
+SURROGATE_MESSAGE = (
+    "Must not contain a lone surrogate (\\ud800 to \\udfff without its pair) in any string or key."
+)
+
+
+def contains_surrogate(value: Any) -> bool:
+    """Whether any string or key inside a JSON value holds a lone surrogate.
+
+    JSON text may escape one ("\\ud83d" without its pair); UTF-8 cannot encode it, so an
+    event holding one could be stored but not shown, answered or sent.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if has_surrogate(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def check_event_data(data: Any) -> None:
+    """Raise InvalidEventData when a string or key in `data` holds U+0000 or a lone surrogate."""
+    if contains_nul(data):
+        raise InvalidEventData("Event data must not contain the NUL character (U+0000).")
+    if contains_surrogate(data):
+        raise InvalidEventData(
+            f"Event data: {SURROGATE_MESSAGE[:1].lower()}{SURROGATE_MESSAGE[1:]}"
+        )
+
+
 def _event_id() -> str:
     return new_id("evt")
 
@@ -79,10 +116,9 @@ class EventQuerySet(models.QuerySet["Event"]):
 
         Raises:
             UnknownEventType: when no active type has that name.
-            InvalidEventData: when a string or key in `data` holds U+0000.
+            InvalidEventData: when a string or key in `data` holds U+0000 or a lone surrogate.
         """
-        if contains_nul(data):
-            raise InvalidEventData("Event data must not contain the NUL character (U+0000).")
+        check_event_data(data)
         event = Event(
             merchant=merchant,
             event_type=active_event_type(type_name),
@@ -150,7 +186,7 @@ class Event(models.Model):
     event_type = models.ForeignKey(EventType, on_delete=models.PROTECT, related_name="events")
     data = models.JSONField(default=dict, blank=True)
     sequence = models.BigIntegerField(help_text="Per-merchant, increasing; receivers drop stale.")
-    webhook_url = models.CharField(max_length=2048, blank=True)
+    webhook_url = CredentialURLField(max_length=2048, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     objects = EventQuerySet.as_manager()
@@ -256,7 +292,7 @@ class Delivery(models.Model):
         related_name="deliveries",
         db_index=False,
     )
-    url = models.CharField(max_length=2048, blank=True)
+    url = CredentialURLField(max_length=2048, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)

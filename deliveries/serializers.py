@@ -15,11 +15,13 @@ from catalogue.models import EventType
 from deliveries.ingest import KEY_PATTERN, KEY_RULE
 from deliveries.models import (
     ATTEMPT_COLUMNS,
+    SURROGATE_MESSAGE,
     Delivery,
     DeliveryAttempt,
     UnknownEventType,
     active_event_type,
     contains_nul,
+    contains_surrogate,
 )
 from endpoints.validators import validate_webhook_url
 from lib.http import mask_url
@@ -78,6 +80,9 @@ class EventInput(serializers.Serializer):
             raise serializers.ValidationError(
                 "Must not contain the NUL character (\\u0000) in any string or key."
             )
+        # UTF-8 cannot encode a lone surrogate: stored, it made every answer showing it a 500.
+        if contains_surrogate(value):
+            raise serializers.ValidationError(SURROGATE_MESSAGE)
         return value
 
     def validate_webhook_url(self, value: str) -> str:

@@ -23,6 +23,7 @@ from deliveries.models import Delivery, DeliveryAttempt, Event
 from endpoints.models import Endpoint
 from lib.http import mask_url
 from lib.pages import keyset_page, pretty_json, query_without, redirect_back
+from lib.text import escape_surrogates
 
 ATTEMPTS_PAGE_SIZE = 20
 
@@ -148,7 +149,8 @@ def event(request: HttpRequest, public_id: str) -> HttpResponse:
     context: dict[str, Any] = {
         "event": event,
         "deliveries": deliveries,
-        "payload": json.dumps(event.envelope(), indent=2, ensure_ascii=False),
+        # Data stored before lone surrogates were refused may hold one: shown as its escape.
+        "payload": escape_surrogates(json.dumps(event.envelope(), indent=2, ensure_ascii=False)),
         "plan": _resend_plan(event),
     }
     return render(request, "events/detail.html", context)

@@ -14,6 +14,7 @@ from django.urls import URLPattern, path
 from deliveries import observability
 from deliveries.engine import disable_endpoint, retry_failed
 from endpoints.models import Endpoint
+from lib.masking import mask_url_secrets
 from lib.text import counted
 
 
@@ -121,7 +122,8 @@ class EndpointAdmin(admin.ModelAdmin):
 
     @admin.display(description="URL")
     def masked_url(self, obj: Endpoint) -> str:
-        return obj.masked_url
+        # Query secrets and an inspector's catch token too, not only a password.
+        return mask_url_secrets(obj.url)
 
     @admin.action(description="Disable selected endpoints")
     def disable_endpoints(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:

@@ -13,6 +13,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from lib.text import escape_surrogates
+
 PAGE_SIZE = 50
 
 M = TypeVar("M", bound=Model)
@@ -87,8 +89,11 @@ def keyset_page(qs: QuerySet[M], params: Mapping[str, str], size: int = PAGE_SIZ
 
 
 def pretty_json(text: str) -> str:
-    """A logged body, indented when it is JSON; anything else as it was received."""
+    """A logged body, indented when it is JSON; anything else as it was received.
+
+    A lone surrogate (JSON may escape one, UTF-8 cannot encode it) is shown as its escape.
+    """
     try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        return escape_surrogates(json.dumps(json.loads(text), indent=2, ensure_ascii=False))
     except ValueError:
-        return text
+        return escape_surrogates(text)

@@ -57,6 +57,7 @@ class PruneResult:
     events: int = 0
     loyalty_calls: int = 0
     idempotency_keys: int = 0
+    oauth_tokens: int = 0
     dry_run: bool = False
     # False when `max_seconds` ran out first; `resume` says where to carry on.
     finished: bool = True
@@ -72,7 +73,7 @@ class PruneResult:
             f"{verb} {self.attempts:,} attempts, {self.deliveries:,} deliveries, "
             f"{self.events:,} events, {self.loyalty_calls:,} loyalty calls and "
             f"{self.idempotency_keys:,} idempotency keys."
-        )
+        ) + (f" {verb} {self.oauth_tokens:,} expired OAuth tokens." if self.oauth_tokens else "")
 
 
 @dataclass
@@ -168,6 +169,7 @@ def prune(
     result.dry_run = dry_run
     if resume is None:  # a resumed run's first part did them
         result.idempotency_keys += prune_idempotency_keys(now, dry_run, batch_size)
+        result.oauth_tokens += prune_oauth_tokens(dry_run)
     start_phase = PHASES.index(resume["phase"]) if resume else 0
     for phase in PHASES[start_phase:]:
         after = resume["after"] if resume and resume["phase"] == phase else None
@@ -207,6 +209,25 @@ def prune_idempotency_keys(
             if not ids:
                 return deleted
             deleted += IdempotencyKey.objects.filter(pk__in=ids).delete()[0]
+
+
+def prune_oauth_tokens(dry_run: bool = False) -> int:
+    """Delete (or count) expired OAuth access tokens: django-oauth-toolkit's `cleartokens`.
+
+    A client-credentials token lives an hour (OAUTH_TOKEN_SECONDS) and a new one is taken
+    for every hour of use, so without this the table only grew. The toolkit's own
+    `clear_expired` deletes them (and expired grants, ID and refresh tokens), in batches.
+    """
+    from oauth2_provider.models import clear_expired, get_access_token_model
+
+    expired = get_access_token_model().objects.filter(
+        refresh_token__isnull=True, expires__lt=timezone.now()
+    )
+    before = expired.count()
+    if dry_run or not before:
+        return before
+    clear_expired()  # by its own clock, a moment later: at least these `before` go
+    return before
 
 
 def _windows(

@@ -7,12 +7,19 @@ whether a Standard Webhooks signature verifies with the secret of one of their w
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from lib import signing
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from lib import redis_client, signing
 from tooling.models import Inspector, InspectorRequest
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
 # Headers are stored too (as JSON), so they count: a request may bring up to 100 headers of
@@ -159,6 +166,29 @@ def reply(inspector: Inspector) -> Reply:
         delay = inspector.slow_delay
         return Reply(200, {"received": True, "slow": delay}, delay=float(delay))
     return Reply(200, {"received": True})
+
+
+def over_catch_rate(inspector: Inspector) -> int | None:
+    """Count one request to the inspector's catch URL; seconds to wait when over the rate.
+
+    A fixed window per inspector in Redis (INSPECTOR_CATCH_RATE). Like the API's rate limit
+    it fails open: with Redis down requests are still caught.
+    """
+    limit, window = settings.INSPECTOR_CATCH_RATE
+    now = time.time()
+    bucket = int(now // window)
+    key = f"webhooks:catch:{inspector.pk}:{bucket}"
+    try:
+        pipe = redis_client.connection().pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, window + 1)
+        used = int(pipe.execute()[0])
+    except RedisError as exc:
+        log.warning("catch URL rate limit unavailable (%s); allowing the request", exc)
+        return None
+    if used <= limit:
+        return None
+    return max(1, int((bucket + 1) * window - now + 0.999))
 
 
 def acquire_slow_slot() -> bool:

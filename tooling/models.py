@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.models import Merchant
 from endpoints.models import Endpoint, EndpointQuerySet
 from lib import signing
-from lib.crypto import EncryptedTextField
+from lib.crypto import CredentialURLField, EncryptedTextField
 from lib.ids import new_id
 
 
@@ -120,7 +120,7 @@ class LoyaltyApp(models.Model):
     """A merchant's external loyalty app: the POS calls it through us, synchronously."""
 
     merchant = models.OneToOneField(Merchant, on_delete=models.CASCADE, related_name="loyalty_app")
-    url = models.CharField("App URL", max_length=2048)
+    url = CredentialURLField("App URL", max_length=2048)
     secret = EncryptedTextField(default=signing.new_secret)
     timeout_seconds = models.PositiveIntegerField(
         default=10, validators=[MinValueValidator(1), MaxValueValidator(30)]

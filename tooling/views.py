@@ -69,6 +69,14 @@ def _catch(request: HttpRequest, token: str) -> HttpResponse:
     inspector = Inspector.objects.select_related("merchant").filter(token=token).first()
     if inspector is None:
         return JsonResponse({"error": "No such inspector."}, status=404)
+    wait = inspection.over_catch_rate(inspector)
+    if wait is not None:  # refused before a byte of the body is read or stored
+        busy = JsonResponse(
+            {"error": f"Too many requests to this inspector; try again in {wait} s."},
+            status=429,
+        )
+        busy["Retry-After"] = str(wait)
+        return busy
     limit = inspection.MAX_BODY_BYTES
     too_large = JsonResponse({"error": f"The body is larger than {limit // 1024} KiB."}, status=413)
     headers = dict(request.headers)

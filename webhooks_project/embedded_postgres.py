@@ -44,6 +44,8 @@ def start(directory: Path) -> str:
         owner = pwd.getpwnam("postgres")
         for path in (directory, sockets):
             os.chown(path, owner.pw_uid, owner.pw_gid)
+        # var/ is 0700 (lib/files.py); the postgres user may pass through it, not list it.
+        os.chmod(directory.parent, directory.parent.stat().st_mode & 0o777 | 0o001)
     bins = bindir()
     if not (data / "PG_VERSION").exists():
         run_as_owner(

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import redis
 
+from lib import files
+
 START_TIMEOUT = 10.0
 
 
@@ -61,7 +63,7 @@ def ensure_running(directory: Path) -> str:
     Returns:
         The `unix://` URL of the server.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    files.private_dir(directory)
     if is_running(directory):
         return url_for(directory)
     binary = find_binary()

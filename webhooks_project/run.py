@@ -25,6 +25,7 @@ from honcho.environ import expand_processes, parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Printer
 
+from lib import files
 from webhooks_project import config, embedded_redis
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -82,7 +83,7 @@ def is_debug(env: dict[str, str]) -> bool:
 def production_defaults(env: dict[str, str]) -> None:
     """What DEBUG off needs on one machine, unless the environment says otherwise."""
     var = Path(env.get("VAR_DIR") or BASE_DIR / "var")
-    var.mkdir(parents=True, exist_ok=True)
+    files.private_dir(var)
     if not env.get("SECRET_KEY"):
         env["SECRET_KEY"] = _kept(var / "secret_key", lambda: secrets.token_urlsafe(50))
     if not env.get("FIELD_ENCRYPTION_KEY"):
@@ -100,14 +101,13 @@ def _kept(path: Path, make: Callable[[], str]) -> str:
     if path.exists():
         return path.read_text().strip()
     value = make()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
+    files.write_private(path, value + "\n")
     return value
 
 
 def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    secure_var()
     env = local_env()
     workers = int(env.get("WORKERS", "1"))
     port = env.get("PORT", "8000")
@@ -135,6 +135,16 @@ def main() -> int:
         print("Stopped.", flush=True)
     # Ctrl-C (SIGINT) or SIGTERM is how this is meant to end; anything else is a crash.
     return 0 if manager.returncode in (130, 143) else (manager.returncode or 1)
+
+
+def secure_var() -> None:
+    """var/ and everything in it for this user only, now and for what is created later.
+
+    The umask is inherited by every process started here (migrate, gunicorn, workers, the
+    embedded Redis), so SQLite's -wal and -shm and Redis's files are created private too.
+    """
+    os.umask(files.PRIVATE_UMASK)
+    files.secure_tree(Path(os.environ.get("VAR_DIR") or BASE_DIR / "var"))
 
 
 def start_embedded_redis(env: dict[str, str]) -> Path | None:

@@ -15,11 +15,12 @@ from pathlib import Path
 from croniter import croniter
 from django.core.exceptions import ImproperlyConfigured
 
+from lib import files
 from webhooks_project import config, embedded_redis
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(config.get_str("VAR_DIR", str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+files.private_dir(VAR_DIR)  # the database, keys and demo login: this user's only
 
 DEBUG = config.get_bool("DEBUG", False)
 SECRET_KEY = config.get_str("SECRET_KEY") or ""
@@ -240,7 +241,7 @@ REST_FRAMEWORK = {
         "accounts.api.JSONParser",
         "rest_framework.parsers.FormParser",
     ],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["accounts.api.JSONRenderer"],
     "EXCEPTION_HANDLER": "accounts.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -282,7 +283,25 @@ OAUTH2_PROVIDER = {
     "REFRESH_TOKEN_REUSE_PROTECTION": True,
     "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
     "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
+    # Client secrets are random 256-bit values: one SHA-256, as API keys (lib/hashers.py).
+    # Secrets hashed before with PBKDF2 still verify and are re-hashed on their next use.
+    "CLIENT_SECRET_HASHER": "sha256",
 }
+# Django's default hashers for people's passwords (the first one hashes new passwords),
+# plus the one for OAuth client secrets, which check_password must be able to identify.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+    "lib.hashers.RandomSecretHasher",
+]
+# Failed client authentications at the token endpoint, per client id and per address,
+# within a window; beyond them it answers 429 without checking the secret.
+OAUTH_CLIENT_FAILURE_LIMIT = config.get_int("OAUTH_CLIENT_FAILURE_LIMIT", 10, minimum=1)
+OAUTH_ADDRESS_FAILURE_LIMIT = config.get_int("OAUTH_ADDRESS_FAILURE_LIMIT", 30, minimum=1)
+OAUTH_FAILURE_WINDOW_SECONDS = config.get_int("OAUTH_FAILURE_WINDOW_SECONDS", 300, minimum=1)
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 API_RATE_LIMIT = config.get_rate("API_RATE_LIMIT", "6000/minute")
 # Event bodies are capped at 256 KiB; nothing else the API takes comes close to 1 MiB.
@@ -295,7 +314,11 @@ MAX_JSON_DEPTH = config.get_int("MAX_JSON_DEPTH", 64, minimum=2)
 # (the Merchant's own fields; empty means these defaults).
 MERCHANT_MAX_WEBHOOKS = config.get_int("MERCHANT_MAX_WEBHOOKS", 50, minimum=1)
 MERCHANT_MAX_API_KEYS = config.get_int("MERCHANT_MAX_API_KEYS", 20, minimum=1)
+MERCHANT_MAX_OAUTH_CLIENTS = config.get_int("MERCHANT_MAX_OAUTH_CLIENTS", 20, minimum=1)
 MERCHANT_MAX_INSPECTORS = config.get_int("MERCHANT_MAX_INSPECTORS", 20, minimum=1)
+# Requests an inspector's catch URL takes per window (no login needed: the URL is public
+# once shared); more are answered 429 before the body is read. Its storage is capped too.
+INSPECTOR_CATCH_RATE = config.get_rate("INSPECTOR_CATCH_RATE", "60/minute")
 # Events with a one-off `webhook_url`, per merchant per hour: each may be retried for 48 h.
 MERCHANT_MAX_ONE_OFF_PER_HOUR = config.get_int("MERCHANT_MAX_ONE_OFF_PER_HOUR", 500, minimum=1)
 # Outbound calls made while a web request waits (Send test, loyalty call-outs), at once per

@@ -27,7 +27,13 @@ if "sqlite" in DATABASES["default"]["ENGINE"]:
 WEBHOOK_REQUIRE_HTTPS = False
 # Loopback only: receivers in tests listen on 127.0.0.1 / ::1, and nothing else is opened.
 WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# MD5 keeps users' passwords fast in tests; PBKDF2 verifies client secrets hashed before
+# lib.hashers existed; lib.hashers hashes client secrets now.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "lib.hashers.RandomSecretHasher",
+]
 if not os.environ.get("EMAIL_URL"):  # a fault test points a worker at a real mail server
     EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STORAGES = {
@@ -39,3 +45,6 @@ SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 WHITENOISE_AUTOREFRESH = True
+# Tests send an inspector more than a minute's worth of requests at once (its 100-request
+# cap); the rate limit's own test sets a small rate.
+INSPECTOR_CATCH_RATE = (10_000, 60)

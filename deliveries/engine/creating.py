@@ -23,7 +23,7 @@ from deliveries.engine.clock import now_sql
 from deliveries.engine.queueing import kick
 from deliveries.engine.recording import record
 from deliveries.engine.sending import attempt
-from deliveries.models import Delivery, Event, active_event_type
+from deliveries.models import Delivery, Event, active_event_type, check_event_data
 from deliveries.sql import insert_sql
 from endpoints.models import Endpoint, test_data
 from lib.ids import new_id
@@ -80,6 +80,8 @@ def create_deliveries_of_events(
     )
     rows = []
     ids: list[list[str]] = []
+    # A one-off URL with credentials is stored encrypted (the field's own conversion).
+    prep_url = Delivery._meta.get_field("url").get_db_prep_save
     for event, targets in plan:
         created = ops.adapt_datetimefield_value(event.created_at)
         due_at: tuple[Any, ...] = () if db_clock else (created if due else None,)
@@ -91,7 +93,7 @@ def create_deliveries_of_events(
                 event.merchant_id,
                 event.pk,
                 endpoint_id,
-                url,
+                prep_url(url, connection),
                 "pending",
                 0,
                 *due_at,
@@ -153,9 +155,13 @@ def emit_many(
 
     Raises:
         UnknownEventType: when an item's type is not an active type (nothing is stored).
+        InvalidEventData: when an item's data holds U+0000 or a lone surrogate (nothing is
+            stored).
     """
     if not items:
         return []
+    for item in items:
+        check_event_data(item.get("data", {}))
     types = {item["type"]: active_event_type(item["type"]) for item in items}
     subscribers = {
         name: Endpoint.objects.subscriber_ids(merchant, event_type)
@@ -226,6 +232,7 @@ def _insert_event_rows(events: list[Event]) -> None:
     bulk_create also relies on (which cost more than the statement, in per-field work)."""
     ops = connection.ops
     data_field = Event._meta.get_field("data")
+    url_field = Event._meta.get_field("webhook_url")
     created = ops.adapt_datetimefield_value(events[0].created_at)
     one_row = f"({', '.join(['%s'] * len(_EVENT_COLUMNS))})"
     sql = insert_sql(Event, _EVENT_COLUMNS, returning="id").replace(
@@ -240,7 +247,7 @@ def _insert_event_rows(events: list[Event]) -> None:
             e.event_type_id,
             data,
             e.sequence,
-            e.webhook_url,
+            url_field.get_db_prep_save(e.webhook_url, connection),
             created,
         ]
     with connection.cursor() as cursor:

@@ -21,10 +21,13 @@ import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
+from pathlib import Path
 from typing import Any
 
 from django.db import OperationalError
 from django.db.backends.sqlite3 import base
+
+from lib import files
 
 
 @functools.cache
@@ -48,6 +51,20 @@ class DatabaseWrapper(base.DatabaseWrapper):
         super().__init__(*args, **kwargs)
         self._write_lock_fd: int | None = None
         self._write_locked = False
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        # SQLite creates a database with the umask's mode (0644) and gives its -wal and
+        # -shm the database's mode: an empty 0600 file first keeps all three private.
+        path = self._file_path()
+        if path is not None:
+            files.create_private(Path(path))
+        return super().get_new_connection(conn_params)
+
+    def _file_path(self) -> str | None:
+        name = str(self.settings_dict["NAME"])
+        if not name or name == ":memory:" or name.startswith("file:"):
+            return None
+        return name
 
     def _lock_path(self) -> str | None:
         name = str(self.settings_dict["NAME"])

@@ -12,6 +12,7 @@ from django.db import transaction
 from accounts.models import Merchant, User
 from catalogue.models import Category, EventType
 from endpoints.models import Endpoint
+from lib import files
 from lib.progress import ProgressBar
 from tooling.models import Inspector
 
@@ -62,7 +63,7 @@ class Command(BaseCommand):
                 emit(merchant, name, sample)
                 bar.update(i + 1, f"{i + 1:,}/{count:,}")
             bar.close(count, f"{count:,}/{count:,}")
-        login_file().write_text(f"{DEMO_USER} {password}\n")
+        files.write_private(login_file(), f"{DEMO_USER} {password}\n")
         self.stdout.write(self.login_line())
 
     def create_endpoints(self, merchant: Merchant, inspector: Inspector) -> None:
