@@ -119,9 +119,9 @@ def test_it_encrypts_a_loyalty_app_url_and_sends_basic_auth(
 @pytest.mark.parametrize(
     ("app_label", "migration"),
     [
-        ("endpoints", "0012_25_encrypt_url_credentials"),
-        ("deliveries", "0010_25_encrypt_url_credentials"),
-        ("tooling", "0002_25_encrypt_url_credentials"),
+        ("endpoints", "0012_encrypt_url_credentials"),
+        ("deliveries", "0010_encrypt_url_credentials"),
+        ("tooling", "0002_encrypt_url_credentials"),
     ],
 )
 def test_it_encrypts_urls_stored_in_the_clear_by_a_data_migration(

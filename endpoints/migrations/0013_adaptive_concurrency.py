@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('endpoints', '0011_forget_moved_models'),
+        ('endpoints', '0012_encrypt_url_credentials'),
     ]
 
     operations = [
