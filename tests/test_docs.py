@@ -81,6 +81,11 @@ def expected_keys(block: Block) -> set[str]:
     return set(re.findall(r'"([a-z_]+)":', block.code))
 
 
+def expected_values(block: Block) -> set[str]:
+    """The JSON string values a `text` block shows in full (not elided with "...")."""
+    return {v for v in re.findall(r':\s*("[^"]*")', block.code) if "..." not in v}
+
+
 def test_it_starts_the_readme_with_make_run_then_make_test() -> None:
     makes = [line.strip() for line in (BASE / "README.md").read_text().splitlines()]
     makes = [line for line in makes if line.startswith("make ")]
@@ -256,6 +261,7 @@ def test_it_runs_every_command_of_the_readme_and_the_docs_as_written(
                 assert found_at >= 0, f"{block}: {shown!r} not in the output:\n{output}"
                 position = found_at + len(shown)
             missing = {key for key in expected_keys(after) if f'"{key}"' not in output}
+            missing |= {value for value in expected_values(after) if value not in output}
             assert not missing, f"{block}: {missing} not in the output:\n{output}"
     assert ran >= 7
 
