@@ -7,21 +7,24 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: run test test-postgres bench lint format redis-server chromium postgresql pgbouncer faketime clean
+.PHONY: run test test-postgres bench lint format redis-server chromium postgresql pgbouncer faketime php node clean
 
 run: $(VENV)/.installed redis-server
 	$(BIN)/python -m webhooks_project.run
 
-test: $(VENV)/.installed-test redis-server chromium faketime
+# The suite runs under webhooks_project/testrun.py, which stops the test Redis (and on
+# PostgreSQL the cluster and PgBouncer) when pytest ends, passed, failed or interrupted.
+# PYTEST_ARGS="tests/test_x.py -x" runs part of it.
+test: $(VENV)/.installed-test redis-server chromium faketime php node
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m webhooks_project.testrun $(PYTEST_ARGS)
 
 # The whole suite again on PostgreSQL: a private cluster under var/postgres, reached through
 # PgBouncer in transaction-pooling mode under var/pgbouncer (unix sockets only), as production
-# runs (README "Several machines").
-test-postgres: $(VENV)/.installed-test redis-server chromium postgresql pgbouncer faketime
-	DATABASE_URL="$$($(BIN)/python -m webhooks_project.embedded_pgbouncer start)" $(BIN)/python -m pytest
+# runs (docs/deploying.md, "Several machines").
+test-postgres: $(VENV)/.installed-test redis-server chromium postgresql pgbouncer faketime php node
+	$(BIN)/python -m webhooks_project.testrun --postgres $(PYTEST_ARGS)
 
 # The benchmark (never part of `make test`): every throughput scenario on SQLite, then again on
 # the private PostgreSQL cluster (var/bench-postgres) with the hostile neighbour and the scaling
@@ -62,6 +65,16 @@ chromium:
 faketime:
 	@ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || \
 		{ echo "Installing faketime..."; $(APT) update -qq && $(APT) install -y -qq faketime >/dev/null; }
+
+# The event catalogue's receiver snippets run for real in Node.js and PHP
+# (tests/test_catalogue.py).
+php:
+	@command -v php >/dev/null 2>&1 || \
+		{ echo "Installing php-cli..."; $(APT) update -qq && $(APT) install -y -qq php-cli >/dev/null; }
+
+node:
+	@command -v node >/dev/null 2>&1 || \
+		{ echo "Installing nodejs..."; $(APT) update -qq && $(APT) install -y -qq nodejs >/dev/null; }
 
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \

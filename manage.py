@@ -25,7 +25,30 @@ def start_embedded_redis_if_needed(argv: list[str]) -> None:
     os.environ["REDIS_URL"] = embedded_redis.ensure_running(embedded_redis.directory_for(var_dir))
 
 
+def use_make_run_environment() -> None:
+    """In a checkout where `make run` ran, act on what it serves, with the same environment.
+
+    `make run` keeps a generated SECRET_KEY (and FIELD_ENCRYPTION_KEY) under var/ and gives
+    its processes DEBUG off and the demo's defaults (webhooks_project/run.py). Without them
+    `manage.py createsuperuser` there would stop on the missing SECRET_KEY. Only when the
+    operator set no SECRET_KEY, runs the real settings, and var/ holds `make run`'s key: a
+    production machine, which sets SECRET_KEY, never reaches this, and one without a key and
+    without `make run` still fails loudly. Variables set by the caller win over every default.
+    """
+    settings_module = os.environ.get("DJANGO_SETTINGS_MODULE", "webhooks_project.settings")
+    if os.environ.get("SECRET_KEY") or settings_module != "webhooks_project.settings":
+        return
+    base = Path(__file__).resolve().parent
+    var_dir = Path(os.environ.get("VAR_DIR") or base / "var")
+    if not (var_dir / "secret_key").is_file():
+        return
+    from webhooks_project import run
+
+    os.environ.update(run.local_env())
+
+
 def main() -> None:
+    use_make_run_environment()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webhooks_project.settings")
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line

@@ -31,12 +31,18 @@ PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _redis_server() -> None:
-    """The suite's embedded Redis (the settings only name its socket; this starts it)."""
+def _redis_server() -> Iterator[None]:
+    """The suite's embedded Redis (the settings only name its socket; this starts it, and
+    stops it when the session ends if it started it)."""
     from django.conf import settings
 
-    if embedded_redis.url_for(settings.TEST_REDIS_DIR) == settings.REDIS_URL:
+    ours = embedded_redis.url_for(settings.TEST_REDIS_DIR) == settings.REDIS_URL
+    started = ours and not embedded_redis.is_running(settings.TEST_REDIS_DIR)
+    if ours:
         embedded_redis.ensure_running(settings.TEST_REDIS_DIR)
+    yield
+    if started:
+        embedded_redis.stop(settings.TEST_REDIS_DIR)
 
 
 # --- the seeded catalogue ----------------------------------------------------------------

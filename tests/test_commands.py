@@ -148,3 +148,83 @@ def test_it_starts_no_redis_when_the_settings_are_read(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "redis").exists()
+
+
+def test_it_creates_an_api_key_for_a_merchant_named_by_one_of_its_users(owner: User) -> None:
+    from accounts.models import ApiKey
+
+    raw = run("create_api_key", owner.username)
+    assert raw.startswith(ApiKey.objects.get(merchant=owner.merchant).prefix)
+    with pytest.raises(CommandError, match="No merchant"):
+        run("create_api_key", "nobody")
+
+
+def make_run_checkout_env(var: Path) -> dict[str, str]:
+    """The environment of a terminal in a checkout where `make run` ran: nothing set, var/
+    holding the keys that `make run` generated on its first start."""
+    from webhooks_project import run as runner
+
+    unset = {"SECRET_KEY", "FIELD_ENCRYPTION_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE"}
+    env = {k: v for k, v in os.environ.items() if k not in unset | {"REDIS_URL", "DATABASE_URL"}}
+    env["VAR_DIR"] = str(var)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in unset:
+            patch.delenv(name, raising=False)
+        patch.setenv("VAR_DIR", str(var))
+        runner.local_env()  # what `make run` does first: generate and keep the keys
+    assert (var / "secret_key").exists()
+    return env
+
+
+def test_it_creates_a_staff_login_in_a_make_run_checkout(tmp_path: Path) -> None:
+    env = make_run_checkout_env(tmp_path)
+
+    def manage_here(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(BASE / "manage.py"), *args],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=BASE,
+        )
+
+    assert manage_here("migrate", "-v", "0").returncode == 0
+    created = manage_here(
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        "admin",
+        "--email",
+        "admin@example.com",
+        DJANGO_SUPERUSER_PASSWORD="a-staff-password-9",
+    )
+    assert created.returncode == 0, created.stderr
+    assert "Superuser created successfully." in created.stdout
+    # The user is in the database that `make run` serves, with that password and staff rights.
+    check = manage_here(
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        "from accounts.models import User; u = User.objects.get(username='admin');"
+        "print(u.check_password('a-staff-password-9'), u.is_staff and u.is_superuser)",
+    )
+    assert check.stdout.strip() == "True True", check.stderr
+    assert (tmp_path / "db.sqlite3").exists()
+
+
+def test_it_still_stops_without_a_secret_key_where_make_run_never_ran(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
+    env.update(VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="webhooks_project.settings")
+    result = subprocess.run(
+        [sys.executable, str(BASE / "manage.py"), "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=BASE,
+    )
+    assert result.returncode == 2
+    assert "SECRET_KEY" in result.stderr
+    assert not (tmp_path / "secret_key").exists()

@@ -1,5 +1,5 @@
-"""The import graph follows the layout (README "Code map"): no circles, and no import that
-goes up a layer or against the direction of the apps.
+"""The import graph follows the layout (docs/architecture.md, "Code map"): no circles, and
+no import that goes up a layer or against the direction of the apps.
 
 grimp reads every import of the project's packages, at the top of a file or inside a
 function (a lazy import still ties two modules together).

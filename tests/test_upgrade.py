@@ -42,20 +42,90 @@ MOVED = {
 }
 
 
-@pytest.fixture
-def old_code(tmp_path: Path) -> Path:
-    """The source tree of the commit before the split, from this repository's history."""
-    archive = tmp_path / "old.tar"
+class MissingHistory(Exception):
+    """The commit the upgrade starts from is not in the checkout and could not be fetched."""
+
+
+def git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def ensure_commit(repo: Path, commit: str) -> None:
+    """Make `commit` available in `repo`: a shallow clone fetches it from its remote.
+
+    Raises:
+        MissingHistory: with what was tried and what to run, when it cannot be had.
+    """
+    if git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode == 0:
+        return
+    remotes = git(repo, "remote").stdout.split()
+    tried = []
+    for remote in remotes:
+        fetched = git(repo, "fetch", "--quiet", "--depth=1", remote, commit)
+        if fetched.returncode == 0:
+            return
+        tried.append(f"git fetch {remote} {commit[:7]}: {fetched.stderr.strip()}")
+    shallow = git(repo, "rev-parse", "--is-shallow-repository").stdout.strip() == "true"
+    raise MissingHistory(
+        f"commit {commit[:7]} (the code the upgrade starts from) is not in this checkout"
+        + (" (a shallow clone)" if shallow else "")
+        + (f" and could not be fetched ({'; '.join(tried)})" if tried else ", which has no remote")
+        + ": run `git fetch --unshallow` in a clone of the project's repository"
+    )
+
+
+def old_tree(repo: Path, dest: Path) -> Path:
+    """The source tree of the commit before the split, from `repo`'s history."""
+    ensure_commit(repo, BEFORE_SPLIT)
+    archive = dest / "old.tar"
     with archive.open("wb") as out:
         result = subprocess.run(
-            ["git", "-C", str(BASE), "archive", BEFORE_SPLIT], stdout=out, stderr=subprocess.PIPE
+            ["git", "-C", str(repo), "archive", BEFORE_SPLIT], stdout=out, stderr=subprocess.PIPE
         )
     if result.returncode != 0:
-        pytest.skip(f"commit {BEFORE_SPLIT[:7]} is not in this checkout's history")
-    tree = tmp_path / "old"
+        raise MissingHistory(f"git archive {BEFORE_SPLIT[:7]}: {result.stderr.decode().strip()}")
+    tree = dest / "old"
     with tarfile.open(archive) as tar:
         tar.extractall(tree, filter="data")
     return tree
+
+
+@pytest.fixture
+def old_code(tmp_path: Path) -> Path:
+    """The source tree of the commit before the split. Never skipped: a checkout without
+    that commit fetches it, or the test fails saying why."""
+    try:
+        return old_tree(BASE, tmp_path)
+    except MissingHistory as exc:
+        pytest.fail(str(exc))
+
+
+def shallow_clone(tmp_path: Path) -> Path:
+    """A one-commit clone of this checkout, as CI systems make them."""
+    clone = tmp_path / "shallow"
+    result = subprocess.run(
+        ["git", "clone", "--quiet", "--depth=1", f"file://{BASE}", str(clone)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert git(clone, "cat-file", "-e", f"{BEFORE_SPLIT}^{{commit}}").returncode != 0
+    return clone
+
+
+def test_it_fetches_the_old_commit_into_a_shallow_clone(tmp_path: Path) -> None:
+    tree = old_tree(shallow_clone(tmp_path), tmp_path)
+    assert (tree / "manage.py").exists()
+
+
+def test_it_says_why_when_the_old_commit_cannot_be_had(tmp_path: Path) -> None:
+    clone = shallow_clone(tmp_path)
+    assert git(clone, "remote", "remove", "origin").returncode == 0
+    with pytest.raises(MissingHistory, match=r"a shallow clone.*git fetch --unshallow"):
+        old_tree(clone, tmp_path)
 
 
 @pytest.fixture

@@ -70,12 +70,7 @@ def binary() -> str:
 
 
 def _running(pidfile: Path) -> bool:
-    try:
-        pid = int(pidfile.read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return False
-    return True
+    return embedded_postgres.running_pid(pidfile, "pgbouncer") is not None
 
 
 def start(directory: Path, server_url: str) -> str:
@@ -108,6 +103,10 @@ def start(directory: Path, server_url: str) -> str:
             os.chown(path, owner.pw_uid, owner.pw_gid)
     pidfile = directory / "pgbouncer.pid"
     if not _running(pidfile):
+        # A killed PgBouncer's pid file (its pid may now be another process's) stops a new one.
+        pidfile.unlink(missing_ok=True)
+        # Its socket too: the wait below would take it for the new one's.
+        (sockets / f".s.PGSQL.{PORT}").unlink(missing_ok=True)
         embedded_postgres.run_as_owner([binary(), "-d", "-q", str(config)])
     deadline = time.monotonic() + 30
     while not (sockets / f".s.PGSQL.{PORT}").exists():

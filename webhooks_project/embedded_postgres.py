@@ -22,11 +22,34 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 PORT = 54329  # only names the socket file; nothing listens on TCP
 
 
-def bindir() -> Path:
+def bindir_or_none() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
-    if not found:
+    return Path(found[-1]).parent if found else None
+
+
+def bindir() -> Path:
+    found = bindir_or_none()
+    if found is None:
         sys.exit("PostgreSQL server binaries not found (apt-get install postgresql)")
-    return Path(found[-1]).parent
+    return found
+
+
+def running_pid(pidfile: Path, name: str) -> int | None:
+    """The pid in `pidfile` if a process called `name` runs under it, else None.
+
+    A run that was killed leaves its pid file behind, and after a reboot its pid may belong
+    to anything: the pid alone does not say the server runs.
+    """
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if name.encode() in command else None
+
+
+def is_running(directory: Path) -> bool:
+    return running_pid(directory / "data" / "postmaster.pid", "postgres") is not None
 
 
 def run_as_owner(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
@@ -52,7 +75,12 @@ def start(directory: Path) -> str:
             [str(bins / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"],
             stdout=subprocess.DEVNULL,
         )
-    if not (data / "postmaster.pid").exists():
+    if not is_running(directory):
+        # A killed cluster's pid file would make pg_ctl and the server refuse to start.
+        # So would its socket's lock file, which names the same pid.
+        (data / "postmaster.pid").unlink(missing_ok=True)
+        for stale in (f".s.PGSQL.{PORT}", f".s.PGSQL.{PORT}.lock"):
+            (sockets / stale).unlink(missing_ok=True)
         options = (
             f"-c listen_addresses='' -c unix_socket_directories={sockets} -p {PORT} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
@@ -72,7 +100,7 @@ def start(directory: Path) -> str:
 
 def stop(directory: Path) -> None:
     data = directory / "data"
-    if (data / "postmaster.pid").exists():
+    if is_running(directory):
         run_as_owner(
             [str(bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
             stdout=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""Settings, all from the environment (see README "Configuration").
+"""Settings, all from the environment (see docs/configuration.md).
 
 Defaults run locally with no configuration: SQLite under var/ and the embedded Redis's
 socket under var/redis/. Importing these settings starts nothing: `make run`
@@ -189,7 +189,7 @@ DEFAULT_FROM_EMAIL = config.get_str("DEFAULT_FROM_EMAIL", "webhooks@localhost")
 # Seconds one SMTP exchange may take: a stalled mail server holds one e-mail job, not more.
 EMAIL_TIMEOUT = config.get_int("EMAIL_TIMEOUT", 10, minimum=1)
 
-# Delivery policy (see README "How it works" and "Configuration").
+# Delivery policy (see docs/architecture.md and docs/configuration.md).
 WEBHOOK_REQUIRE_HTTPS = config.get_bool("WEBHOOK_REQUIRE_HTTPS", True)
 WEBHOOK_ALLOWED_NETWORKS = config.get_networks("WEBHOOK_ALLOWED_NETWORKS")
 # With ports listed, addresses that only WEBHOOK_ALLOWED_NETWORKS opens (e.g. this machine in
@@ -310,7 +310,7 @@ MAX_EVENT_BYTES = 256 * 1024
 # recursion limit at about 1,000 levels, and the worker re-serialises the data).
 MAX_JSON_DEPTH = config.get_int("MAX_JSON_DEPTH", 64, minimum=2)
 
-# Per-merchant limits (see README "Security"); staff raise them per merchant in the admin
+# Per-merchant limits (see docs/security.md); staff raise them per merchant in the admin
 # (the Merchant's own fields; empty means these defaults).
 MERCHANT_MAX_WEBHOOKS = config.get_int("MERCHANT_MAX_WEBHOOKS", 50, minimum=1)
 MERCHANT_MAX_API_KEYS = config.get_int("MERCHANT_MAX_API_KEYS", 20, minimum=1)
@@ -409,7 +409,7 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-# Operations (see README "Operations"). Delivery logs older than RETENTION_DAYS (or a
+# Operations (see docs/operations.md). Delivery logs older than RETENTION_DAYS (or a
 # merchant's own retention) are pruned daily at RETENTION_SCHEDULE (cron syntax, the
 # scheduler's local time) by the `scheduler` process, or by `manage.py prune_deliveries`.
 RETENTION_DAYS = config.get_int("RETENTION_DAYS", 30, minimum=1)
