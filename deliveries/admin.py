@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -14,7 +15,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from deliveries import engine
+from deliveries import engine, states
 from deliveries.engine import resend
 from deliveries.models import Delivery, DeliveryAttempt, Event
 from lib.http import mask_url
@@ -64,6 +65,20 @@ class EventAdmin(ReadOnlyMixin, admin.ModelAdmin):
         self.message_user(request, f"Scheduled {deliveries(total)} again.", messages.SUCCESS)
 
 
+class StateFilter(admin.SimpleListFilter):
+    """Status in the dashboard's words: a pending delivery is waiting, retrying or held."""
+
+    title = "status"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return states.choices()
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> QuerySet[Delivery]:
+        value = self.value()
+        return queryset.filter(states.FILTERS[value]) if value in states.FILTERS else queryset
+
+
 class AttemptInline(admin.TabularInline):
     model = DeliveryAttempt
     extra = 0
@@ -94,7 +109,7 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "merchant_name",
         "created",
     ]
-    list_filter = ["status", "merchant", "event__event_type", "last_status_code"]
+    list_filter = [StateFilter, "merchant", "event__event_type", "last_status_code"]
     list_select_related = ["event__event_type", "endpoint", "merchant"]
     # Never the URL: searching inside it would answer whether a password is in it.
     search_fields = ["public_id", "event__public_id", "endpoint__public_id"]
@@ -113,12 +128,13 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def status_badge(self, obj: Delivery) -> str:
         # A class, not a style attribute: the Content-Security-Policy allows no inline style.
         return format_html(
-            '<strong class="delivery-status-{}">{}</strong>', obj.status, obj.get_status_display()
+            '<strong class="delivery-status-{}">{}</strong>', obj.state, obj.state_label
         )
 
     @admin.display(description="Code", ordering="last_status_code")
     def code(self, obj: Delivery) -> str:
-        return str(obj.last_status_code or "\N{EN DASH}")
+        # A timeout is recorded as 408 (the API's convention); staff read what happened.
+        return obj.no_answer or str(obj.last_status_code or "\N{EN DASH}")
 
     @admin.display(description="Merchant", ordering="merchant__name")
     def merchant_name(self, obj: Delivery) -> str:
@@ -171,7 +187,7 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
             self.message_user(
                 request,
                 f"Only failed or cancelled deliveries can be retried; this one is "
-                f"{delivery.get_status_display().lower()}.",
+                f"{delivery.state_label.lower()}.",
                 messages.WARNING,
             )
         return HttpResponseRedirect(reverse("admin:deliveries_delivery_change", args=[object_id]))

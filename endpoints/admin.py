@@ -66,9 +66,9 @@ class EndpointAdmin(admin.ModelAdmin):
         "breaker_probe_at",
     ]
 
-    @admin.display(description="Circuit breaker")
+    @admin.display(description="Paused")
     def breaker(self, obj: Endpoint) -> str:
-        return obj.breaker_label()
+        return obj.pause_label()
 
     def save_model(self, request: HttpRequest, obj: Endpoint, form: Any, change: bool) -> None:
         """Flipping "is enabled" in the form disables or enables the way the actions do."""

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from catalogue.models import Category, EventType
-from deliveries.models import Delivery
+from deliveries import states
 from endpoints.models import Endpoint
 from endpoints.validators import validate_secret, validate_webhook_url
 from lib.http import MAX_URL_LENGTH
@@ -231,9 +231,7 @@ class RetryFailedForm(forms.Form):
 class DeliveryFilterForm(forms.Form):
     """The filters of a deliveries table; invalid values are simply ignored."""
 
-    status = forms.ChoiceField(
-        required=False, choices=[("", "All statuses"), *Delivery.Status.choices]
-    )
+    status = forms.ChoiceField(required=False, choices=[("", "All statuses"), *states.choices()])
     event_type = forms.ChoiceField(required=False, label="Event")
 
     def __init__(self, *args: Any, event_types: QuerySet[EventType], **kwargs: Any) -> None:

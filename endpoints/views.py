@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import OuterRef, Prefetch, Q, Subquery
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
@@ -20,12 +20,12 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from accounts import limits, outbound
 from accounts.access import merchant_for_user
 from catalogue.models import Category, EventType
-from deliveries import engine, stats
+from deliveries import engine, states, stats
 from deliveries.models import Delivery
 from endpoints import send_tests
 from endpoints.forms import DeliveryFilterForm, EndpointForm, RetryFailedForm
 from endpoints.models import Endpoint
-from lib.pages import is_inline, keyset_page, query_without, redirect_back
+from lib.pages import get_for_user_or_404, is_inline, keyset_page, query_without, redirect_back
 from lib.text import deliveries as deliveries_text
 
 TEST_EXCERPT_CHARS = 500
@@ -37,8 +37,9 @@ _AUTO_REASONS = [Endpoint.DisabledReason.FAILING, Endpoint.DisabledReason.GONE]
 
 
 def _get_endpoint_for_user(request: HttpRequest, public_id: str) -> Endpoint:
-    return get_object_or_404(
+    return get_for_user_or_404(
         Endpoint.objects.select_related("category"),
+        "webhook",
         public_id=public_id,
         merchant=merchant_for_user(request),
     )
@@ -170,10 +171,13 @@ def _render_detail(
     filter_form = DeliveryFilterForm(
         request.GET or None, event_types=type_choices.distinct().order_by("name")
     )
-    deliveries = Delivery.objects.filter(endpoint=endpoint).select_related("event__event_type")
+    # The endpoint is joined for each row's state: a pending delivery of a paused webhook is held.
+    deliveries = Delivery.objects.filter(endpoint=endpoint).select_related(
+        "endpoint", "event__event_type"
+    )
     if filter_form.is_valid():
         if filter_form.cleaned_data["status"]:
-            deliveries = deliveries.filter(status=filter_form.cleaned_data["status"])
+            deliveries = deliveries.filter(states.FILTERS[filter_form.cleaned_data["status"]])
         if filter_form.cleaned_data["event_type"]:
             type_id = (
                 EventType.objects.filter(name=filter_form.cleaned_data["event_type"])
@@ -183,6 +187,12 @@ def _render_detail(
             deliveries = deliveries.filter(event__event_type_id=type_id)
     page = keyset_page(deliveries, request.GET)
     since = endpoint.failing_since or endpoint.disabled_at or RetryFailedForm.default_since()
+    # Everything a pause holds back, whenever it was created: only counted while paused.
+    held = (
+        Delivery.objects.filter(endpoint=endpoint, status=Delivery.Status.PENDING).count()
+        if endpoint.is_paused
+        else 0
+    )
     response = render(
         request,
         "webhooks/detail.html",
@@ -191,6 +201,7 @@ def _render_detail(
             "event_types": endpoint.event_types.order_by("name"),
             "buckets": buckets,
             "day": day,
+            "held": held,
             "filter_form": filter_form,
             "page": page,
             "retry_form": RetryFailedForm(initial={"since": RetryFailedForm.default_since()}),

@@ -5,6 +5,7 @@ from operations import health
 
 # Server errors under /api/ answer the API's JSON shape (unknown /api/ paths: api_urls.py).
 handler500 = "accounts.api.server_error"
+handler404 = "webhooks_project.errors.not_found"
 
 admin.site.site_header = "POS Webhooks administration"
 admin.site.site_title = "POS Webhooks"

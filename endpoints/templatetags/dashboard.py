@@ -10,7 +10,9 @@ from django import template
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
+from deliveries.models import Delivery
 from deliveries.stats import Bucket, Counts
+from lib import text
 
 register = template.Library()
 
@@ -79,6 +81,29 @@ def until(value: datetime | None) -> str:
 def reason_text(display: str) -> str:
     """'Auto-disabled: failing continuously' -> 'failing continuously' (the badge says the rest)."""
     return display.split(": ", 1)[-1]
+
+
+_STATE_BADGES = {
+    Delivery.State.SUCCEEDED: "badge-ok",
+    Delivery.State.FAILED: "badge-bad",
+    Delivery.State.RETRYING: "badge-warn",
+    Delivery.State.HELD: "badge-warn",
+    Delivery.State.WAITING: "badge-info",
+    Delivery.State.SENDING: "badge-info",
+    Delivery.State.CANCELLED: "badge-off",
+}
+
+
+@register.filter
+def state_badge(state: str) -> str:
+    """The badge class of a `Delivery.State`."""
+    return _STATE_BADGES.get(state, "badge-info")
+
+
+@register.filter
+def no_answer(code: int | None, error: str | None) -> str:
+    """ "no answer in 30 s" for a recorded timeout (408), "" when the receiver answered."""
+    return text.no_answer(code, error or "")
 
 
 def _nice_ceiling(value: int) -> int:
