@@ -182,7 +182,7 @@ class EndpointForm(SignedTargetForm):
             "timeout_seconds": "Timeout (seconds)",
         }
         help_texts = {
-            "description": "A note to tell your webhooks apart.",
+            "description": "A note to tell your webhooks apart, up to 500 characters.",
             "category": "Used to organise your webhooks.",
             "fixed_retries": "Fixed policy: how many times to retry after the first attempt.",
             "fixed_cooldown_seconds": "Fixed policy: seconds between retries.",
@@ -199,6 +199,9 @@ class EndpointForm(SignedTargetForm):
         super().__init__(*args, **kwargs)
         self.fields["category"].empty_label = "No category"
         self.fields["category"].queryset = Category.objects.all()
+        # No maxlength in the page: the browser cut a longer pasted description at 500
+        # characters without a word. The form says it is too long instead, and saves nothing.
+        self.fields["description"].widget.attrs.pop("maxlength", None)
         if self.instance.pk:
             # Only a new webhook takes a secret of the merchant's choosing; after that the
             # secret changes by rotation, which keeps the old one signing for a while.
