@@ -18,7 +18,7 @@ from deliveries import emit
 from deliveries.models import Delivery
 from endpoints.models import Endpoint
 from tests.conftest import CHROMIUM, Answer, Receiver
-from tests.test_browser import SCREENSHOTS, expect, log_in
+from tests.test_browser import expect, log_in, shoot_top
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -29,12 +29,18 @@ pytestmark = [
 def _failing_webhook(
     merchant: Merchant, receiver: Receiver, make_endpoint: Callable[..., Endpoint], work: Any
 ) -> Endpoint:
-    """A webhook whose receiver answers 500: three deliveries retrying, one not tried yet."""
+    """A webhook whose receiver answers 500: two deliveries failed (their one retry failed too),
+    three retrying, one not tried yet."""
     receiver.default = Answer(500, b"database is down")
-    endpoint = make_endpoint(receiver.url("/pos"))
-    for n in range(3):
+    endpoint = make_endpoint(
+        receiver.url("/pos"), retry_policy="fixed", fixed_retries=1, fixed_cooldown_seconds=1
+    )
+    for n in range(2):
         emit(merchant, "receipts.update", {"receipt_no": f"R-{n}"})
-    work(until=lambda: Delivery.objects.filter(attempts=1).count() == 3)
+    work(until=lambda: Delivery.objects.filter(status="failed").count() == 2)
+    for n in range(2, 5):
+        emit(merchant, "receipts.update", {"receipt_no": f"R-{n}"})
+    work(until=lambda: Delivery.objects.filter(status="pending", attempts=1).count() == 3)
     emit(merchant, "receipts.update", {"receipt_no": "R-9"})  # no worker runs: it waits
     return endpoint
 
@@ -57,6 +63,7 @@ def test_it_draws_retrying_deliveries_in_their_own_colour(
     expect(svg).to_have_count(1)
     expect(svg.locator("rect.bar-retrying")).to_have_count(1)
     expect(svg.locator("rect.bar-waiting")).to_have_count(1)
+    expect(svg.locator("rect.bar-failed")).to_have_count(1)
     assert svg.locator("rect.bar-retrying").evaluate(
         "r => getComputedStyle(r).fill"
     ) != svg.locator("rect.bar-waiting").evaluate("r => getComputedStyle(r).fill")
@@ -66,13 +73,10 @@ def test_it_draws_retrying_deliveries_in_their_own_colour(
     expect(legend).to_contain_text("Cancelled")
     expect(legend).not_to_contain_text("Pending or cancelled")
     expect(svg.locator("desc")).to_contain_text("3 retrying after a failure")
+    shoot_top(sized_page, "webhook-failing", viewport["width"])
     chart.get_by_text("Show as a table").click()
     header = chart.locator("thead")
     expect(header.get_by_title("Retrying after a failure")).to_have_text("Retrying")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    sized_page.locator("#day-stats").screenshot(
-        path=str(SCREENSHOTS / f"chart-{viewport['width']}.png")
-    )
 
 
 def test_it_fits_the_chart_on_a_phone_with_the_current_hour_in_view(

@@ -20,7 +20,7 @@ from accounts.models import Merchant, User
 from deliveries import emit
 from endpoints.models import Endpoint
 from tests.conftest import CHROMIUM, PASSWORD
-from tests.test_browser import SCREENSHOTS, expect, log_in
+from tests.test_browser import expect, log_in, shoot_top
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -95,8 +95,7 @@ def test_it_tells_a_paused_webhook_in_one_plain_sentence(
         expect(cell).not_to_contain_text("next attempt")
         expect(cell).not_to_contain_text("Pending")
         expect(cell).not_to_contain_text("Retrying")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    sized_page.screenshot(path=str(SCREENSHOTS / f"paused-{viewport['width']}.png"))
+    shoot_top(sized_page, "webhook-paused", viewport["width"])
 
     # Once the pause is over, one delivery is tried: the page says so, still in plain words.
     Endpoint.objects.filter(pk=paused.pk).update(
