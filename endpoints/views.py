@@ -84,8 +84,12 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     if filters["event"]:
         # A webhook with no subscribed types gets every event, so it matches any type.
         qs = qs.filter(Q(event_types__name=filters["event"]) | Q(event_types__isnull=True))
+    # A paused webhook is shown as "Paused", not "Enabled": the filter follows the badge.
+    paused = Q(is_enabled=True, breaker_state=Endpoint.BreakerState.OPEN)
     if filters["status"] == "enabled":
-        qs = qs.filter(is_enabled=True)
+        qs = qs.filter(is_enabled=True).exclude(paused)
+    elif filters["status"] == "paused":
+        qs = qs.filter(paused)
     elif filters["status"] == "disabled":
         qs = qs.filter(is_enabled=False).exclude(disabled_reason__in=_AUTO_REASONS)
     elif filters["status"] == "auto-disabled":

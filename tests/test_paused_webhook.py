@@ -129,3 +129,18 @@ def test_it_shows_staff_the_pause_in_the_same_words(
     expect(rows).to_have_count(12)
     expect(rows.first).to_contain_text("Held")
     expect(sized_page.locator("#result_list")).not_to_contain_text("Pending")
+
+
+def test_it_filters_paused_webhooks_apart_from_enabled_ones(
+    sized_page: Any, owner: User, paused: Endpoint, make_endpoint: Callable[..., Endpoint]
+) -> None:
+    healthy = make_endpoint("http://127.0.0.1:9/healthy")
+    log_in(sized_page)
+    sized_page.get_by_label("Status").select_option(label="Paused")
+    sized_page.get_by_role("button", name="Filter").click()
+    expect(sized_page.locator(f"#row-{paused.public_id}")).to_be_visible()
+    expect(sized_page.locator(f"#row-{healthy.public_id}")).to_have_count(0)
+    sized_page.get_by_label("Status").select_option(label="Enabled")
+    sized_page.get_by_role("button", name="Filter").click()
+    expect(sized_page.locator(f"#row-{healthy.public_id}")).to_be_visible()
+    expect(sized_page.locator(f"#row-{paused.public_id}")).to_have_count(0)
