@@ -98,6 +98,7 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     day = stats.last_24_hours([e.pk for e in endpoints])
     for endpoint in endpoints:
         endpoint.day = day[endpoint.pk]
+        endpoint.held = _held(endpoint)
     return render(
         request,
         "webhooks/list.html",
@@ -163,6 +164,13 @@ def edit_webhook(request: HttpRequest, public_id: str) -> HttpResponse:
     return render(request, "webhooks/form.html", {"form": form, "endpoint": endpoint})
 
 
+def _held(endpoint: Endpoint) -> int:
+    """Everything a pause holds back, whenever it was created; counted only while paused."""
+    if not endpoint.is_paused:
+        return 0
+    return Delivery.objects.filter(endpoint=endpoint, status=Delivery.Status.PENDING).count()
+
+
 def _render_detail(
     request: HttpRequest, endpoint: Endpoint, *, revealed_secret: bool = False
 ) -> HttpResponse:
@@ -191,12 +199,7 @@ def _render_detail(
             deliveries = deliveries.filter(event__event_type_id=type_id)
     page = keyset_page(deliveries, request.GET)
     since = endpoint.failing_since or endpoint.disabled_at or RetryFailedForm.default_since()
-    # Everything a pause holds back, whenever it was created: only counted while paused.
-    held = (
-        Delivery.objects.filter(endpoint=endpoint, status=Delivery.Status.PENDING).count()
-        if endpoint.is_paused
-        else 0
-    )
+    held = _held(endpoint)
     response = render(
         request,
         "webhooks/detail.html",

@@ -124,6 +124,11 @@ def test_it_shows_staff_the_pause_in_the_same_words(
     row = sized_page.locator("#result_list tbody tr").first
     expect(row).to_contain_text(f"Paused: we try again at {paused.breaker_probe_at:%H:%M} UTC")
     expect(row).not_to_contain_text(JARGON)
+    sized_page.goto("/admin/endpoints/endpoint/failing/")
+    failing = sized_page.locator("main table tbody tr").first
+    expect(failing).to_contain_text("Paused")
+    expect(failing).to_contain_text("no answer")
+    expect(failing).not_to_contain_text("Enabled")
     sized_page.goto("/admin/deliveries/delivery/")
     rows = sized_page.locator("#result_list tbody tr")
     expect(rows).to_have_count(12)
