@@ -241,11 +241,7 @@ class Delivery(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     class State(models.TextChoices):
-        """What people are shown: one name per state on every page and in the admin.
-
-        Not stored: a pending delivery is waiting for its first attempt, retrying after a
-        failure, or held while its webhook is paused (see `deliveries.states`).
-        """
+        """One name per state on every page and in the admin (`deliveries.states`); not stored."""
 
         WAITING = "waiting", "Waiting"
         RETRYING = "retrying", "Retrying"
@@ -339,9 +335,7 @@ class Delivery(models.Model):
     @property
     def no_answer(self) -> str:
         """ "no answer in 30 s" for a timeout (recorded as 408), "" when the receiver answered."""
-        if not self.attempts:
-            return ""
-        return text.no_answer(self.last_status_code, self.last_error)
+        return text.no_answer(self.last_status_code, self.last_error) if self.attempts else ""
 
     @property
     def log_mode(self) -> str:
