@@ -56,3 +56,37 @@ def add_error_responses(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
                     status, {"description": description, "content": ref}
                 )
     return result
+
+
+# One line per operation, shown beside each path in the API reference (/api/docs/).
+SUMMARIES = {
+    ("post", "/api/v1/oauth/token"): "Get an access token (OAuth 2.0 client credentials)",
+    ("get", "/api/v1/webhooks"): "List webhooks",
+    ("post", "/api/v1/webhooks"): "Create a webhook",
+    ("post", "/api/v1/webhook"): "Create a webhook (SalesPlay's path)",
+    ("get", "/api/v1/webhooks/{public_id}"): "Get a webhook",
+    ("patch", "/api/v1/webhooks/{public_id}"): "Change a webhook",
+    ("delete", "/api/v1/webhooks/{public_id}"): "Delete a webhook",
+    ("post", "/api/v1/webhooks/{public_id}/test"): "Send a test event to a webhook",
+    ("post", "/api/v1/webhooks/{public_id}/rotate-secret"): "Rotate a webhook's signing secret",
+    ("post", "/api/v1/webhooks/{public_id}/recover"): "Retry a webhook's failed deliveries",
+    ("get", "/api/v1/events"): "List events",
+    ("post", "/api/v1/events"): "Emit an event",
+    ("post", "/api/v1/events/batch"): "Emit up to 100 events at once",
+    ("get", "/api/v1/events/{public_id}"): "Get an event with its deliveries",
+    ("get", "/api/v1/event-types"): "List event types",
+    ("get", "/api/v1/deliveries"): "List deliveries",
+    ("get", "/api/v1/deliveries/{public_id}"): "Get a delivery with its attempts",
+    ("post", "/api/v1/deliveries/{public_id}/retry"): "Retry a delivery",
+}
+
+
+def add_summaries(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: a summary for every operation that has none."""
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if isinstance(operation, dict) and not operation.get("summary"):
+                summary = SUMMARIES.get((method, path))
+                if summary:
+                    operation["summary"] = summary
+    return result

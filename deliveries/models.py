@@ -21,7 +21,7 @@ from catalogue.models import EventType
 from deliveries.results import AttemptResult
 from deliveries.sql import insert_sql
 from endpoints.models import Endpoint
-from lib import http, policy, signing
+from lib import http, policy, signing, text
 from lib.crypto import CredentialURLField
 from lib.ids import new_id
 from lib.text import has_surrogate
@@ -276,6 +276,17 @@ class Delivery(models.Model):
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
 
+    class State(models.TextChoices):
+        """One name per state on every page and in the admin (`deliveries.states`); not stored."""
+
+        WAITING = "waiting", "Waiting"
+        RETRYING = "retrying", "Retrying"
+        HELD = "held", "Held"
+        SENDING = "sending", "Sending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
     public_id = models.CharField(max_length=40, unique=True, default=_delivery_id, editable=False)
     # merchant and endpoint have no index of their own: the composite indexes below start
     # with them, and each index costs every insert and status change.
@@ -341,6 +352,26 @@ class Delivery(models.Model):
     @property
     def target_url(self) -> str:
         return self.endpoint.url if self.endpoint_id else self.url
+
+    @property
+    def state(self) -> str:
+        """Status as shown (`Delivery.State`); reads the endpoint when pending."""
+        if self.status == self.Status.PENDING:
+            if self.endpoint_id is not None and self.endpoint.is_paused:
+                return self.State.HELD
+            return self.State.RETRYING if self.attempts else self.State.WAITING
+        if self.status == self.Status.DELIVERING:
+            return self.State.SENDING
+        return self.status
+
+    @property
+    def state_label(self) -> str:
+        return self.State(self.state).label
+
+    @property
+    def no_answer(self) -> str:
+        """ "no answer in 30 s" for a timeout (recorded as 408), "" when the receiver answered."""
+        return text.no_answer(self.last_status_code, self.last_error) if self.attempts else ""
 
     @property
     def log_mode(self) -> str:
@@ -466,6 +497,11 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delivery} #{self.number}"
+
+    @property
+    def no_answer(self) -> str:
+        """ "no answer in 30 s" for a timeout (logged as 408), "" when the receiver answered."""
+        return text.no_answer(self.response_status, self.error)
 
 
 def mask_headers(headers: dict[str, str]) -> dict[str, str]:

@@ -19,35 +19,39 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from deliveries.models import Delivery
 
 WINDOW = timedelta(hours=24)
 
-# What the chart stacks and the success rate divides. Pending, delivering and cancelled
-# deliveries have no outcome yet (or none that says anything about the receiver).
-GROUPS: dict[str, tuple[str, ...]] = {
-    "succeeded": (Delivery.Status.SUCCEEDED,),
-    "failed": (Delivery.Status.FAILED,),
-    "other": (Delivery.Status.PENDING, Delivery.Status.DELIVERING, Delivery.Status.CANCELLED),
-}
+# Statuses that are final, counted from the (endpoint, status, -id) index alone.
+_FINAL = (Delivery.Status.SUCCEEDED, Delivery.Status.FAILED, Delivery.Status.CANCELLED)
+# Deliveries still under way: split by whether an attempt already failed (retrying) or not
+# (waiting for the first attempt), which needs each row's attempt count.
+_UNFINISHED = (Delivery.Status.PENDING, Delivery.Status.DELIVERING)
 
 
 @dataclass
 class Counts:
+    """Deliveries by what happened to them; each delivery is in exactly one of the first five.
+
+    A delivery retrying after a 500 or a refused connection is `retrying`, never lumped with
+    those not tried yet (`waiting`) or `cancelled`: the chart draws each in its own colour.
+    """
+
     succeeded: int = 0
     failed: int = 0
-    other: int = 0
-    # Filled for whole windows only (the table and the page's headline), not per hour:
-    # pending deliveries that already failed at least once, and attempts made in all.
     retrying: int = 0
+    waiting: int = 0
+    cancelled: int = 0
+    # Filled for whole windows only (the table and the page's headline), not per hour.
     attempts: int = 0
 
     @property
     def total(self) -> int:
-        return self.succeeded + self.failed + self.other
+        return self.succeeded + self.failed + self.retrying + self.waiting + self.cancelled
 
     @property
     def tried(self) -> int:
@@ -72,8 +76,9 @@ class Counts:
         return Counts(
             self.succeeded + other.succeeded,
             self.failed + other.failed,
-            self.other + other.other,
             self.retrying + other.retrying,
+            self.waiting + other.waiting,
+            self.cancelled + other.cancelled,
             self.attempts + other.attempts,
         )
 
@@ -131,11 +136,20 @@ def counts_between(endpoint_id: int, edges: Sequence[datetime]) -> list[Counts]:
         if high == low:
             continue  # the first delivery after this edge is after the next one too
         id_range = Q(id__gte=low) if high is None else Q(id__gte=low, id__lt=high)
-        for group, statuses in GROUPS.items():
-            count = Delivery.objects.filter(
-                id_range, endpoint_id=endpoint_id, status__in=statuses
-            ).count()
-            setattr(result[i], group, count)
+        in_range = Delivery.objects.filter(id_range, endpoint_id=endpoint_id)
+        final = (
+            in_range.filter(status__in=_FINAL)
+            .values_list("status")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        for status, n in final:
+            setattr(result[i], status, n)
+        unfinished = in_range.filter(status__in=_UNFINISHED).aggregate(
+            all=Count("id"), tried=Count("id", filter=Q(attempts__gt=0))
+        )
+        result[i].retrying = unfinished["tried"]
+        result[i].waiting = unfinished["all"] - unfinished["tried"]
     return result
 
 
@@ -147,7 +161,7 @@ def hourly(endpoint_id: int, now: datetime | None = None) -> list[Bucket]:
 
 
 def last_24_hours(endpoint_ids: Iterable[int], now: datetime | None = None) -> dict[int, Counts]:
-    """The last 24 hours of each endpoint, with retrying deliveries and attempts counted."""
+    """The last 24 hours of each endpoint, with its attempts counted."""
     now = now or timezone.now()
     edges = [window_start(now), now]
     result = {}
@@ -159,7 +173,7 @@ def last_24_hours(endpoint_ids: Iterable[int], now: datetime | None = None) -> d
 
 
 def whole_window(endpoint_id: int, buckets: Sequence[Bucket]) -> Counts:
-    """The last 24 hours from `hourly`'s buckets, with retrying deliveries and attempts.
+    """The last 24 hours from `hourly`'s buckets, with attempts counted.
 
     The webhook page shows both: counting the window again read a busy endpoint's whole
     day a second time (55 ms of its page with a million rows).
@@ -171,7 +185,7 @@ def whole_window(endpoint_id: int, buckets: Sequence[Bucket]) -> Counts:
 
 
 def _add_attempt_totals(endpoint_id: int, since: datetime, counts: Counts) -> None:
-    """Retrying deliveries and attempts in the window, without reading every row of it.
+    """Attempts made in the window, without reading every row of it.
 
     A sum over all of a busy endpoint's deliveries read a million rows for the page (400 ms);
     these read only deliveries that are not succeeded (the (endpoint, status) index) and
@@ -182,9 +196,8 @@ def _add_attempt_totals(endpoint_id: int, since: datetime, counts: Counts) -> No
     if low is None:
         return
     unsucceeded = _one_row(
-        "SELECT COALESCE(SUM(attempts), 0), "
-        "COALESCE(SUM(CASE WHEN status = 'pending' AND attempts > 0 THEN 1 ELSE 0 END), 0) "
-        "FROM {table} {hint:delivery_endpoint_status} WHERE endpoint_id = %s "
+        "SELECT COALESCE(SUM(attempts), 0) FROM {table} {hint:delivery_endpoint_status} "
+        "WHERE endpoint_id = %s "
         "AND status IN ('failed', 'pending', 'delivering', 'cancelled') AND {table}.\"id\" >= %s",
         [endpoint_id, low],
     )
@@ -194,7 +207,6 @@ def _add_attempt_totals(endpoint_id: int, since: datetime, counts: Counts) -> No
         "AND attempts > 1 AND status = 'succeeded'",
         [endpoint_id, low],
     )
-    counts.retrying = unsucceeded[1]
     # `failed_attempts` is attempts - succeeded: of a succeeded delivery every attempt but the
     # last failed, which only the retried ones add to.
     counts.attempts = unsucceeded[0] + retried[0] - retried[1] + counts.succeeded

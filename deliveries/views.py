@@ -12,17 +12,17 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import Count, Prefetch, Q
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from accounts.access import merchant_for_user
 from catalogue.models import EventType
-from deliveries import engine
+from deliveries import engine, states
 from deliveries.models import Delivery, DeliveryAttempt, Event
 from endpoints.models import Endpoint
 from lib.http import mask_url
-from lib.pages import keyset_page, pretty_json, query_without, redirect_back
+from lib.pages import get_for_user_or_404, keyset_page, pretty_json, query_without, redirect_back
 from lib.text import escape_surrogates
 
 ATTEMPTS_PAGE_SIZE = 20
@@ -32,16 +32,18 @@ ATTEMPTS_PAGE_SIZE = 20
 
 
 def _get_delivery_for_user(request: HttpRequest, public_id: str) -> Delivery:
-    return get_object_or_404(
+    return get_for_user_or_404(
         Delivery.objects.select_related("endpoint", "event__event_type"),
+        "delivery",
         public_id=public_id,
         merchant=merchant_for_user(request),
     )
 
 
 def _get_event_for_user(request: HttpRequest, public_id: str) -> Event:
-    return get_object_or_404(
+    return get_for_user_or_404(
         Event.objects.select_related("event_type", "merchant"),
+        "event",
         public_id=public_id,
         merchant=merchant_for_user(request),
     )
@@ -100,19 +102,22 @@ def events(request: HttpRequest) -> HttpResponse:
         type_id = EventType.objects.filter(name=selected).values_list("pk", flat=True).first()
         qs = qs.filter(event_type_id=type_id)
     page = keyset_page(qs, request.GET)
+    # Per event, its deliveries by state, in the words of the webhook page and the admin.
     summary: dict[int, dict[str, int]] = defaultdict(dict)
     rows = (
         Delivery.objects.filter(event_id__in=[e.pk for e in page.items])
-        .values_list("event_id", "status")
+        .annotate(state=states.expression())
+        .values_list("event_id", "state")
         .annotate(n=Count("id"))
         .order_by()
     )
-    for event_id, status, n in rows:
-        summary[event_id][status] = n
+    for event_id, state, n in rows:
+        summary[event_id][state] = n
     for event in page.items:
         counts = summary.get(event.pk, {})
-        counts["in_progress"] = counts.get("pending", 0) + counts.get("delivering", 0)
-        event.delivery_counts = counts
+        event.delivery_states = [
+            (state, state.label, counts[state]) for state in states.ORDER if counts.get(state)
+        ]
     return render(
         request,
         "events/list.html",
@@ -206,7 +211,9 @@ def resend_event(request: HttpRequest, public_id: str) -> HttpResponse:
         noun = "webhook" if count == 1 else "webhooks"
         messages.success(request, f"Event {event.public_id} will be sent again to {count} {noun}.")
     elif event.deliveries.filter(status__in=["pending", "delivering"]).exists():
-        messages.info(request, "Every delivery of this event is still in progress.")
+        messages.info(
+            request, "Every delivery of this event is still waiting, retrying or being sent."
+        )
     else:
         messages.info(request, "Nothing to resend: every webhook that gets this event has it.")
     return redirect("event", event.public_id)

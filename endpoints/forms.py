@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from catalogue.models import Category, EventType
-from deliveries.models import Delivery
+from deliveries import states
 from endpoints.models import Endpoint
 from endpoints.validators import validate_secret, validate_webhook_url
 from lib.http import MAX_URL_LENGTH
@@ -182,7 +182,7 @@ class EndpointForm(SignedTargetForm):
             "timeout_seconds": "Timeout (seconds)",
         }
         help_texts = {
-            "description": "A note to tell your webhooks apart.",
+            "description": "A note to tell your webhooks apart, up to 500 characters.",
             "category": "Used to organise your webhooks.",
             "fixed_retries": "Fixed policy: how many times to retry after the first attempt.",
             "fixed_cooldown_seconds": "Fixed policy: seconds between retries.",
@@ -199,6 +199,9 @@ class EndpointForm(SignedTargetForm):
         super().__init__(*args, **kwargs)
         self.fields["category"].empty_label = "No category"
         self.fields["category"].queryset = Category.objects.all()
+        # No maxlength in the page: the browser cut a longer pasted description at 500
+        # characters without a word. The form says it is too long instead, and saves nothing.
+        self.fields["description"].widget.attrs.pop("maxlength", None)
         if self.instance.pk:
             # Only a new webhook takes a secret of the merchant's choosing; after that the
             # secret changes by rotation, which keeps the old one signing for a while.
@@ -231,9 +234,7 @@ class RetryFailedForm(forms.Form):
 class DeliveryFilterForm(forms.Form):
     """The filters of a deliveries table; invalid values are simply ignored."""
 
-    status = forms.ChoiceField(
-        required=False, choices=[("", "All statuses"), *Delivery.Status.choices]
-    )
+    status = forms.ChoiceField(required=False, choices=[("", "All statuses"), *states.choices()])
     event_type = forms.ChoiceField(required=False, label="Event")
 
     def __init__(self, *args: Any, event_types: QuerySet[EventType], **kwargs: Any) -> None:

@@ -178,8 +178,46 @@ class Endpoint(models.Model):
             return "Auto-disabled"
         return "Disabled"
 
+    @property
+    def is_paused(self) -> bool:
+        """Paused by the circuit breaker: its deliveries wait (one is tried once the pause ends)."""
+        return self.is_enabled and self.breaker_state == self.BreakerState.OPEN
+
+    def pause_sentence(self, now: datetime | None = None) -> str:
+        """Why nothing is sent and what happens next, in one sentence (without the backlog).
+
+        "Paused after 5 attempts got no answer: we try again at 00:06 UTC". Once the pause is
+        over, one delivery is tried; an answer ends the pause, silence starts a longer one.
+        """
+        if not self.is_paused:
+            return ""
+        failures = self.breaker_failures
+        head = f"Paused after {failures:,} attempt{'s' if failures != 1 else ''} got no answer"
+        now = now or timezone.now()
+        if self.breaker_probe_at is not None and self.breaker_probe_at > now:
+            return f"{head}: we try again at {self.breaker_probe_at:%H:%M} UTC"
+        return f"{head}: we are trying one delivery now, and send the rest once it gets an answer"
+
+    def held_until(self, now: datetime | None = None) -> str:
+        """What a delivery held by the pause waits for: "until 00:06 UTC, when we try again"."""
+        if not self.is_paused:
+            return ""
+        now = now or timezone.now()
+        if self.breaker_probe_at is not None and self.breaker_probe_at > now:
+            return f"until {self.breaker_probe_at:%H:%M} UTC, when we try again"
+        return "until the delivery we are trying now gets an answer"
+
+    def pause_label(self, now: datetime | None = None) -> str:
+        """The pause as staff read it in the admin, in the dashboard's words."""
+        if self.breaker_state != self.BreakerState.OPEN or self.breaker_probe_at is None:
+            return "Not paused"
+        now = now or timezone.now()
+        if self.breaker_probe_at > now:
+            return f"Paused: we try again at {self.breaker_probe_at:%Y-%m-%d %H:%M:%S} UTC"
+        return "Paused: trying one delivery now"
+
     def breaker_label(self, now: datetime | None = None) -> str:
-        """The breaker as a merchant reads it: closed, open until a time, or probing."""
+        """The breaker in the API's terms (`circuit_breaker.summary`): closed, open, probing."""
         if self.breaker_state != self.BreakerState.OPEN or self.breaker_probe_at is None:
             return "Closed"
         now = now or timezone.now()

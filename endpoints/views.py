@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import OuterRef, Prefetch, Q, Subquery
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
@@ -20,12 +20,12 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from accounts import limits, outbound
 from accounts.access import merchant_for_user
 from catalogue.models import Category, EventType
-from deliveries import engine, stats
+from deliveries import engine, states, stats
 from deliveries.models import Delivery
 from endpoints import send_tests
 from endpoints.forms import DeliveryFilterForm, EndpointForm, RetryFailedForm
 from endpoints.models import Endpoint
-from lib.pages import is_inline, keyset_page, query_without, redirect_back
+from lib.pages import get_for_user_or_404, is_inline, keyset_page, query_without, redirect_back
 from lib.text import deliveries as deliveries_text
 
 TEST_EXCERPT_CHARS = 500
@@ -37,8 +37,9 @@ _AUTO_REASONS = [Endpoint.DisabledReason.FAILING, Endpoint.DisabledReason.GONE]
 
 
 def _get_endpoint_for_user(request: HttpRequest, public_id: str) -> Endpoint:
-    return get_object_or_404(
+    return get_for_user_or_404(
         Endpoint.objects.select_related("category"),
+        "webhook",
         public_id=public_id,
         merchant=merchant_for_user(request),
     )
@@ -83,8 +84,12 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     if filters["event"]:
         # A webhook with no subscribed types gets every event, so it matches any type.
         qs = qs.filter(Q(event_types__name=filters["event"]) | Q(event_types__isnull=True))
+    # A paused webhook is shown as "Paused", not "Enabled": the filter follows the badge.
+    paused = Q(is_enabled=True, breaker_state=Endpoint.BreakerState.OPEN)
     if filters["status"] == "enabled":
-        qs = qs.filter(is_enabled=True)
+        qs = qs.filter(is_enabled=True).exclude(paused)
+    elif filters["status"] == "paused":
+        qs = qs.filter(paused)
     elif filters["status"] == "disabled":
         qs = qs.filter(is_enabled=False).exclude(disabled_reason__in=_AUTO_REASONS)
     elif filters["status"] == "auto-disabled":
@@ -93,6 +98,7 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     day = stats.last_24_hours([e.pk for e in endpoints])
     for endpoint in endpoints:
         endpoint.day = day[endpoint.pk]
+        endpoint.held = _held(endpoint)
     return render(
         request,
         "webhooks/list.html",
@@ -158,6 +164,13 @@ def edit_webhook(request: HttpRequest, public_id: str) -> HttpResponse:
     return render(request, "webhooks/form.html", {"form": form, "endpoint": endpoint})
 
 
+def _held(endpoint: Endpoint) -> int:
+    """Everything a pause holds back, whenever it was created; counted only while paused."""
+    if not endpoint.is_paused:
+        return 0
+    return Delivery.objects.filter(endpoint=endpoint, status=Delivery.Status.PENDING).count()
+
+
 def _render_detail(
     request: HttpRequest, endpoint: Endpoint, *, revealed_secret: bool = False
 ) -> HttpResponse:
@@ -170,10 +183,13 @@ def _render_detail(
     filter_form = DeliveryFilterForm(
         request.GET or None, event_types=type_choices.distinct().order_by("name")
     )
-    deliveries = Delivery.objects.filter(endpoint=endpoint).select_related("event__event_type")
+    # The endpoint is joined for each row's state: a pending delivery of a paused webhook is held.
+    deliveries = Delivery.objects.filter(endpoint=endpoint).select_related(
+        "endpoint", "event__event_type"
+    )
     if filter_form.is_valid():
         if filter_form.cleaned_data["status"]:
-            deliveries = deliveries.filter(status=filter_form.cleaned_data["status"])
+            deliveries = deliveries.filter(states.FILTERS[filter_form.cleaned_data["status"]])
         if filter_form.cleaned_data["event_type"]:
             type_id = (
                 EventType.objects.filter(name=filter_form.cleaned_data["event_type"])
@@ -183,6 +199,7 @@ def _render_detail(
             deliveries = deliveries.filter(event__event_type_id=type_id)
     page = keyset_page(deliveries, request.GET)
     since = endpoint.failing_since or endpoint.disabled_at or RetryFailedForm.default_since()
+    held = _held(endpoint)
     response = render(
         request,
         "webhooks/detail.html",
@@ -191,6 +208,7 @@ def _render_detail(
             "event_types": endpoint.event_types.order_by("name"),
             "buckets": buckets,
             "day": day,
+            "held": held,
             "filter_form": filter_form,
             "page": page,
             "retry_form": RetryFailedForm(initial={"since": RetryFailedForm.default_since()}),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -97,3 +97,24 @@ def pretty_json(text: str) -> str:
         return escape_surrogates(json.dumps(json.loads(text), indent=2, ensure_ascii=False))
     except ValueError:
         return escape_surrogates(text)
+
+
+class NotHere(Http404):
+    """A dashboard object that is not there for this user: deleted, or another merchant's.
+
+    The 404 page shows its message ("This webhook does not exist: ..."), so a page reached
+    with Back after a delete says what happened instead of a bare "Not found".
+    """
+
+
+def get_for_user_or_404(queryset: QuerySet[M], noun: str, **lookup: Any) -> M:
+    """The one object `lookup` finds in `queryset`, or a 404 that names what is missing.
+
+    Another merchant's object reads exactly like one that was deleted.
+    """
+    found = queryset.filter(**lookup).first()
+    if found is None:
+        raise NotHere(
+            f"This {noun} does not exist: it was deleted, or it belongs to another account."
+        )
+    return found

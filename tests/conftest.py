@@ -312,3 +312,19 @@ def page(browser: Any, live_server: Any) -> Iterator[Any]:
     page = context.new_page()
     yield page
     context.close()
+
+
+# The two screens every page is looked at on: an office laptop and a phone.
+VIEWPORTS = {"desk": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+
+
+@pytest.fixture(params=list(VIEWPORTS))
+def viewport(request: pytest.FixtureRequest) -> dict[str, int]:
+    return VIEWPORTS[request.param]
+
+
+@pytest.fixture
+def sized_page(page: Any, viewport: dict[str, int]) -> Any:
+    """The browser page at the desk's or the phone's size (the test runs at both)."""
+    page.set_viewport_size(viewport)
+    return page

@@ -37,6 +37,18 @@ def shoot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+def shoot_top(page: Any, name: str, width: int) -> None:
+    """The top of the whole page, short enough to stay a small PNG (docs/screenshots/)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate("document.documentElement.scrollHeight")
+    limit = 1500 if width >= 800 else 2800
+    page.screenshot(
+        path=str(SCREENSHOTS / f"{name}-{width}.png"),
+        full_page=True,
+        clip={"x": 0, "y": 0, "width": width, "height": min(height, limit)},
+    )
+
+
 def log_in(page: Any, screenshot: str | None = None) -> None:
     page.goto("/webhooks/")
     expect(page).to_have_url(re.compile(r"/accounts/login/"))

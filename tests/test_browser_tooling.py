@@ -14,7 +14,10 @@ from typing import Any
 import pytest
 
 from accounts.models import Merchant, User
+from catalogue.models import Category, EventType
+from deliveries import emit
 from deliveries.engine import send_test
+from deliveries.models import Delivery
 from endpoints.models import Endpoint
 from tests.conftest import CHROMIUM, Receiver
 from tests.test_browser import log_in, shoot
@@ -102,3 +105,38 @@ def test_it_shows_the_catalogue_and_the_external_apps_page(
         page.goto(url)
         shoot(page, "24-phone" + url.replace("/", "-").rstrip("-"))
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), url
+
+
+def test_it_uses_an_inspector_as_a_webhook_for_all_events_including_later_ones(
+    sized_page: Any, owner: User, merchant: Merchant
+) -> None:
+    inspector = Inspector.objects.create(merchant=merchant, name="Till try-out")
+    log_in(sized_page)
+    sized_page.goto(f"/inspector/{inspector.public_id}/")
+    sized_page.get_by_role("button", name="Use as webhook URL").click()
+    expect(sized_page.get_by_role("status").first).to_contain_text("every event type")
+    endpoint = Endpoint.objects.get(merchant=merchant)
+    assert not endpoint.event_types.exists()  # none picked: all of them, now and later
+    settings_card = sized_page.locator("section[aria-labelledby=settings-title]")
+    expect(settings_card).to_contain_text("All events")
+    expect(settings_card).not_to_contain_text("receipts.update")
+
+    # A type staff add afterwards reaches it too.
+    EventType.objects.create(
+        name="gift_cards.update", category=Category.objects.first(), is_active=True
+    )
+    emit(merchant, "gift_cards.update", {"card": "GC-1"})
+    assert Delivery.objects.filter(endpoint=endpoint).count() == 1
+
+
+def test_it_says_on_the_inspector_page_that_slow_answers_are_limited(
+    sized_page: Any, owner: User, merchant: Merchant
+) -> None:
+    inspector = Inspector.objects.create(merchant=merchant, name="Slow till")
+    log_in(sized_page)
+    sized_page.goto(f"/inspector/{inspector.public_id}/")
+    sized_page.locator("input[name=answer][value=slow]").check()
+    hint = sized_page.locator("[data-show-when='answer=slow']")
+    expect(hint).to_be_visible()
+    expect(hint).to_contain_text("At most 2 slow answers wait at once")
+    expect(hint).to_contain_text("answered 503")

@@ -11,13 +11,14 @@ from accounts import limits
 from endpoints.forms import ChoiceWithHelp, SignedTargetForm
 from endpoints.models import Endpoint
 from lib.http import MAX_URL_LENGTH
+from tooling.inspector import SLOW_SLOTS
 from tooling.models import Inspector, LoyaltyApp
 
 ANSWER_HELP = {
     Inspector.Answer.OK: "Accept every request, as a healthy receiver does.",
     Inspector.Answer.ERROR: "Fail every request, to watch deliveries being retried.",
     Inspector.Answer.GONE: "Say the URL is gone for good: the webhook gets disabled.",
-    Inspector.Answer.SLOW: "Answer 200 only after a wait, to watch deliveries time out (408).",
+    Inspector.Answer.SLOW: "Answer 200 only after a wait, to watch deliveries time out.",
 }
 
 LOYALTY_LOG_HELP = {
@@ -69,9 +70,13 @@ class InspectorAnswerForm(forms.ModelForm):
         cap = settings.INSPECTOR_SLOW_MAX_SECONDS
         # The wait holds one of our web server's threads, so it is short: to watch a
         # timeout, the webhook's own timeout goes below it.
+        # Slow answers share a few slots (tooling.inspector.SLOW_SLOTS); said here, since a
+        # 503 for a burst of test sends surprised people trying the demo.
         self.fields["slow_seconds"].help_text = (
-            f"We wait at most {cap} seconds. To watch a delivery time out (408), set your "
-            f"webhook's timeout below that, e.g. {max(1, cap - 2)} seconds."
+            f"We wait at most {cap} seconds. To watch a delivery time out, set your "
+            f"webhook's timeout below that, e.g. {max(1, cap - 2)} seconds. At most "
+            f"{SLOW_SLOTS} slow answers wait at once: requests arriving while {SLOW_SLOTS} "
+            "are waiting are answered 503 at once."
         )
 
 

@@ -20,10 +20,10 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from accounts import limits
 from accounts.access import merchant_for_user
-from catalogue.models import Category, EventType
+from catalogue.models import Category
 from endpoints.models import Endpoint
 from endpoints.validators import validate_webhook_url
-from lib.pages import keyset_page, pretty_json, query_without
+from lib.pages import get_for_user_or_404, keyset_page, pretty_json, query_without
 from tooling import inspector as inspection
 from tooling.forms import InspectorAnswerForm, InspectorForm, LoyaltyAppForm
 from tooling.models import Inspector, LoyaltyAction, LoyaltyApp, LoyaltyCall
@@ -37,8 +37,9 @@ CALLS_PAGE_SIZE = 20
 
 
 def _get_inspector_for_user(request: HttpRequest, public_id: str) -> Inspector:
-    return get_object_or_404(
+    return get_for_user_or_404(
         Inspector.objects.select_related("merchant"),
+        "inspector",
         public_id=public_id,
         merchant=merchant_for_user(request),
     )
@@ -199,7 +200,11 @@ def inspector_answer(request: HttpRequest, public_id: str) -> HttpResponse:
 @login_required
 @require_POST
 def use_inspector(request: HttpRequest, public_id: str) -> HttpResponse:
-    """Create a webhook that sends every event type to this inspector."""
+    """Create a webhook that sends every event type to this inspector.
+
+    It subscribes to no type, which means all of them, those staff add later included:
+    subscribing to today's types left out every type added afterwards.
+    """
     inspector = _get_inspector_for_user(request, public_id)
     url = request.build_absolute_uri(inspector.path)
     try:
@@ -217,13 +222,13 @@ def use_inspector(request: HttpRequest, public_id: str) -> HttpResponse:
                 description=f"Inspector: {inspector.name}",
                 category=Category.objects.filter(slug="testing").first(),
             )
-            endpoint.event_types.set(EventType.objects.filter(is_active=True))
     except limits.LimitReached as exc:
         messages.error(request, str(exc))
         return redirect("inspector", inspector.public_id)
     messages.success(
         request,
-        f"Webhook added: it sends every event type to inspector “{inspector.name}”. "
+        f"Webhook added: it sends every event type to inspector “{inspector.name}”, "
+        "including types added later. "
         "Send it a test, then open the inspector to see the request.",
     )
     return redirect("webhook", endpoint.public_id)

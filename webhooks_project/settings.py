@@ -79,6 +79,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "webhooks_project.caching.PrivatePagesMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "webhooks_project.csp.CSPMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -262,6 +263,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "accounts.api_schema.add_error_responses",
+        "accounts.api_schema.add_summaries",
     ],
 }
 # OAuth 2.0 client credentials (myPOS: "the generated oAuth Token"): a merchant's client

@@ -10,16 +10,30 @@ from django import template
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
+from deliveries.models import Delivery
 from deliveries.stats import Bucket, Counts
+from lib import text
 
 register = template.Library()
 
 # In SVG units; the page scales the chart to its width, so these are close to pixels there.
 CHART_WIDTH = 1100
+CHART_NARROW_WIDTH = 360  # a phone's width: its labels stay at about their size in pixels
 CHART_HEIGHT = 220
 CHART_LEFT = 44  # room for the y-axis labels
 CHART_BOTTOM = 24  # room for the hour labels
 CHART_TOP = 8
+
+# What a bar stacks, bottom up, with the legend's words and the per-hour table's header.
+# Retrying after a failure has its own colour: drawn grey with those not tried yet, a webhook
+# whose every delivery was failing showed no red or amber at all.
+CHART_KINDS = [
+    ("succeeded", "Succeeded", "Succeeded"),
+    ("failed", "Failed", "Failed"),
+    ("retrying", "Retrying after a failure", "Retrying"),
+    ("waiting", "Waiting for a first attempt", "Waiting"),
+    ("cancelled", "Cancelled", "Cancelled"),
+]
 
 
 @register.filter
@@ -69,6 +83,29 @@ def reason_text(display: str) -> str:
     return display.split(": ", 1)[-1]
 
 
+_STATE_BADGES = {
+    Delivery.State.SUCCEEDED: "badge-ok",
+    Delivery.State.FAILED: "badge-bad",
+    Delivery.State.RETRYING: "badge-warn",
+    Delivery.State.HELD: "badge-warn",
+    Delivery.State.WAITING: "badge-info",
+    Delivery.State.SENDING: "badge-info",
+    Delivery.State.CANCELLED: "badge-off",
+}
+
+
+@register.filter
+def state_badge(state: str) -> str:
+    """The badge class of a `Delivery.State`."""
+    return _STATE_BADGES.get(state, "badge-info")
+
+
+@register.filter
+def no_answer(code: int | None, error: str | None) -> str:
+    """ "no answer in 30 s" for a recorded timeout (408), "" when the receiver answered."""
+    return text.no_answer(code, error or "")
+
+
 def _nice_ceiling(value: int) -> int:
     """The smallest 1, 2 or 5 times a power of ten that is at least `value` (and at least 1)."""
     if value <= 1:
@@ -85,19 +122,28 @@ def _on_sixth_hour(bucket: Bucket) -> bool:
     return start.hour % 6 == 0 and start.minute == start.second == start.microsecond == 0
 
 
-@register.inclusion_tag("webhooks/_chart.html")
-def delivery_chart(buckets: list[Bucket]) -> dict[str, Any]:
-    """Geometry of the stacked bar chart of deliveries per hour, drawn as inline SVG."""
-    top = _nice_ceiling(max((b.counts.total for b in buckets), default=0))
+def _figures(counts: Counts) -> list[dict[str, Any]]:
+    return [
+        {"kind": kind, "label": label, "count": getattr(counts, kind)}
+        for kind, label, _short in CHART_KINDS
+    ]
+
+
+def _summary(counts: Counts) -> str:
+    return ", ".join(f"{f['count']:,} {f['label'].lower()}" for f in _figures(counts))
+
+
+def _plot(buckets: list[Bucket], top: int, width: int, name: str) -> dict[str, Any]:
+    """The bars of one drawing of the chart, `width` SVG units wide."""
     plot_height = CHART_HEIGHT - CHART_TOP - CHART_BOTTOM
-    slot = (CHART_WIDTH - CHART_LEFT) / max(len(buckets), 1)
+    slot = (width - CHART_LEFT) / max(len(buckets), 1)
     bar_width = max(slot * 0.7, 1)
     bars = []
     for i, bucket in enumerate(buckets):
         x = CHART_LEFT + i * slot + (slot - bar_width) / 2
         y = CHART_TOP + plot_height
         segments = []
-        for kind in ("succeeded", "failed", "other"):
+        for kind, _label, _short in CHART_KINDS:
             count = getattr(bucket.counts, kind)
             height = plot_height * count / top
             if count:
@@ -106,6 +152,7 @@ def delivery_chart(buckets: list[Bucket]) -> dict[str, Any]:
         bars.append(
             {
                 "bucket": bucket,
+                "summary": _summary(bucket.counts),
                 "x": round(x, 1),
                 "width": round(bar_width, 1),
                 "segments": segments,
@@ -115,13 +162,10 @@ def delivery_chart(buckets: list[Bucket]) -> dict[str, Any]:
                 "label_x": round(x + bar_width / 2, 1),
             }
         )
-    total = sum((b.counts for b in buckets), Counts())
     return {
+        "name": name,
         "bars": bars,
-        "buckets": buckets,
-        "top": top,
-        "total": total,
-        "width": CHART_WIDTH,
+        "width": width,
         "height": CHART_HEIGHT,
         "left": CHART_LEFT,
         "plot_top": CHART_TOP,
@@ -129,4 +173,26 @@ def delivery_chart(buckets: list[Bucket]) -> dict[str, Any]:
         "baseline": CHART_TOP + plot_height,
         "middle": CHART_TOP + plot_height / 2,
         "label_y": CHART_HEIGHT - 6,
+    }
+
+
+@register.inclusion_tag("webhooks/_chart.html")
+def delivery_chart(buckets: list[Bucket]) -> dict[str, Any]:
+    """Geometry of the stacked bar chart of deliveries per hour, drawn as inline SVG.
+
+    Drawn twice, and the stylesheet shows one: a wide drawing for a desk, and a narrow one
+    that fits a phone's width whole (a wide one scrolled sideways opened at the oldest hours,
+    where there was nothing, with the y-axis scrolling away).
+    """
+    top = _nice_ceiling(max((b.counts.total for b in buckets), default=0))
+    total = sum((b.counts for b in buckets), Counts())
+    return {
+        "plots": [
+            _plot(buckets, top, CHART_WIDTH, "wide"),
+            _plot(buckets, top, CHART_NARROW_WIDTH, "narrow"),
+        ],
+        "kinds": CHART_KINDS,
+        "rows": [{"bucket": b, "figures": _figures(b.counts)} for b in buckets],
+        "top": top,
+        "summary": _summary(total),
     }

@@ -157,7 +157,7 @@ def test_it_parks_an_endpoint_that_refuses_connections_then_drains_it_at_its_cap
     dashboard = Client()
     dashboard.force_login(owner)
     page = dashboard.get(f"/webhooks/{endpoint.public_id}/").content.decode()
-    assert "Paused" in page and "next probe at" in page
+    assert "Paused" in page and "we try again at" in page
     tried = Delivery.objects.filter(endpoint=endpoint, attempts__gt=0).count()
     assert tried <= 5  # the backlog waits instead of holding threads
     assert parked.breaker_probe_at is not None
