@@ -99,6 +99,14 @@ def staff_client(staff: User) -> Client:
     return client
 
 
+@pytest.fixture
+def api(merchant: Merchant) -> Client:
+    """A REST API client with a fresh bearer key of `merchant`."""
+    from accounts.models import ApiKey
+
+    return Client(headers={"authorization": f"Bearer {ApiKey.issue(merchant, 'POS')[1]}"})
+
+
 # --- Redis and workers -----------------------------------------------------------------
 
 
