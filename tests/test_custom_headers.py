@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test import Client
 from standardwebhooks.webhooks import Webhook
 
 from accounts.models import Merchant
@@ -151,3 +152,105 @@ def test_it_masks_values_and_keeps_a_value_sent_back_masked() -> None:
         "X-Outlet": "Airport",
         "X-New": "****",
     }
+
+
+# --- the API --------------------------------------------------------------------------------
+
+URL = "http://127.0.0.1:9/hook"
+
+
+@pytest.fixture
+def http_allowed(settings: Any) -> None:
+    settings.WEBHOOK_REQUIRE_HTTPS = False
+
+
+def test_it_takes_headers_on_create_and_shows_them_masked(
+    api: Client, merchant: Merchant, http_allowed: None
+) -> None:
+    created = api.post(
+        "/api/v1/webhooks",
+        {"payload_url": URL, "headers": {"X-Api-Key": API_KEY, "X-Outlet": "Main"}},
+        content_type="application/json",
+    )
+    assert created.status_code == 201, created.content
+    webhook = created.json()["webhook"]
+    assert webhook["headers"] == {"X-Api-Key": "****4b3c", "X-Outlet": "****"}
+    assert API_KEY not in created.content.decode()
+    endpoint = Endpoint.objects.get(public_id=webhook["id"])
+    assert endpoint.headers == {"X-Api-Key": API_KEY, "X-Outlet": "Main"}
+
+    listed = api.get("/api/v1/webhooks").content.decode()
+    assert API_KEY not in listed and "****4b3c" in listed
+
+    # What GET showed, sent back with one value changed: the masked one keeps its value.
+    read = api.get(f"/api/v1/webhooks/{endpoint.public_id}").json()["webhook"]["headers"]
+    read["X-Outlet"] = "Airport"
+    patched = api.patch(
+        f"/api/v1/webhooks/{endpoint.public_id}", {"headers": read}, content_type="application/json"
+    )
+    assert patched.status_code == 200, patched.content
+    endpoint.refresh_from_db()
+    assert endpoint.headers == {"X-Api-Key": API_KEY, "X-Outlet": "Airport"}
+
+    api.patch(
+        f"/api/v1/webhooks/{endpoint.public_id}", {"headers": None}, content_type="application/json"
+    )
+    endpoint.refresh_from_db()
+    assert endpoint.headers == {}
+    assert endpoint.custom_headers == ""
+
+
+def test_it_takes_headers_as_json_text_in_a_form(api: Client, http_allowed: None) -> None:
+    from urllib.parse import urlencode
+
+    body = urlencode({"payload_url": URL, "headers": json.dumps({"X-Api-Key": API_KEY})})
+    created = api.post("/api/v1/webhooks", body, content_type="application/x-www-form-urlencoded")
+    assert created.status_code == 201, created.content
+    assert created.json()["webhook"]["headers"] == {"X-Api-Key": "****4b3c"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"Content-Type": "text/plain"}, "Header Content-Type is set by the sender"),
+        ({"webhook-signature": "v1,x"}, "Header webhook-signature is set by the sender"),
+        ({"Bad Name": "1"}, "'Bad Name' is not a valid HTTP header name"),
+        ({"X-A": "a\nb"}, "The value of header X-A may hold only printable"),
+        ({f"X-{n}": "v" for n in range(21)}, "At most 20 custom headers"),
+        ("X-Api-Key: 1", "not valid JSON"),
+        ([1], "Each header is an object"),
+    ],
+)
+def test_it_refuses_bad_headers_with_a_400_and_stores_nothing(
+    api: Client, merchant: Merchant, http_allowed: None, headers: Any, message: str
+) -> None:
+    response = api.post(
+        "/api/v1/webhooks",
+        {"payload_url": URL, "headers": headers},
+        content_type="application/json",
+    )
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert message in str(error["fields"]["headers"])
+    assert not Endpoint.objects.filter(merchant=merchant).exists()
+
+    endpoint = Endpoint.objects.create(merchant=merchant, url=URL)
+    endpoint.headers = {"X-Api-Key": API_KEY}
+    endpoint.save()
+    response = api.patch(
+        f"/api/v1/webhooks/{endpoint.public_id}",
+        {"headers": headers, "description": "changed"},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    endpoint.refresh_from_db()
+    assert (endpoint.headers, endpoint.description) == ({"X-Api-Key": API_KEY}, "")
+
+
+def test_it_documents_the_headers_in_the_openapi_schema(api: Client) -> None:
+    components = api.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    for name in ("WebhookInputRequest", "PatchedWebhookInputRequest", "WebhookOutput"):
+        field = components[name]["properties"]["headers"]
+        assert field["type"] == "object"
+        assert field["maxProperties"] == 20

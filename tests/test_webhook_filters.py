@@ -181,3 +181,101 @@ def test_it_stops_filtering_once_the_filter_is_cleared(
 
 def _json(response: Any) -> dict[str, Any]:
     return json.loads(response.content)
+
+
+# --- the API --------------------------------------------------------------------------------
+
+FORM = "application/x-www-form-urlencoded"
+URL = "http://127.0.0.1:9/hook"
+
+
+@pytest.fixture
+def http_allowed(settings: Any) -> None:
+    settings.WEBHOOK_REQUIRE_HTTPS = False
+
+
+def test_it_takes_a_filter_on_create_read_and_update(
+    api: Client, merchant: Merchant, http_allowed: None
+) -> None:
+    spec = {"outlet": {"$in": ["Main", "Airport"]}, "total": {"$gte": 100000}}
+    created = api.post(
+        "/api/v1/webhooks", {"payload_url": URL, "filter": spec}, content_type="application/json"
+    )
+    assert created.status_code == 201, created.content
+    webhook = _json(created)["webhook"]
+    assert webhook["filter"] == spec
+    assert Endpoint.objects.get(public_id=webhook["id"]).filter == spec
+
+    read = _json(api.get(f"/api/v1/webhooks/{webhook['id']}"))["webhook"]
+    assert read["filter"] == spec
+
+    patched = api.patch(
+        f"/api/v1/webhooks/{webhook['id']}",
+        {"filter": {"customer.tier": "gold"}},
+        content_type="application/json",
+    )
+    assert _json(patched)["webhook"]["filter"] == {"customer.tier": "gold"}
+    cleared = api.patch(
+        f"/api/v1/webhooks/{webhook['id']}", {"filter": None}, content_type="application/json"
+    )
+    assert _json(cleared)["webhook"]["filter"] is None
+    assert Endpoint.objects.get(public_id=webhook["id"]).filter is None
+
+
+def test_it_takes_a_filter_as_json_text_in_a_form(api: Client, http_allowed: None) -> None:
+    from urllib.parse import urlencode
+
+    body = urlencode({"payload_url": URL, "filter": '{"outlet": "Main"}'})
+    created = api.post("/api/v1/webhooks", body, content_type=FORM)
+    assert created.status_code == 201, created.content
+    assert _json(created)["webhook"]["filter"] == {"outlet": "Main"}
+
+    bad = api.post(
+        "/api/v1/webhooks", urlencode({"payload_url": URL, "filter": "{outlet"}), content_type=FORM
+    )
+    assert bad.status_code == 400
+    assert "not valid JSON" in str(_json(bad)["error"]["fields"]["filter"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"total": {"$gtt": 5}}, 'Unknown operator "$gtt" at "total"'),
+        ({"a..b": 1}, 'Bad field path "a..b"'),
+        ({"total": {"$gte": "lots"}}, '"$gte" at "total" needs a number'),
+        ({"code": {"$regex": "(a)\\1"}}, '"$regex" at "code" is not a pattern we can run'),
+        ({"code": {"$regex": "a" * 300}}, "at most 256 characters"),
+        (["outlet"], "A filter is a JSON object"),
+        ("not json", "not valid JSON"),
+    ],
+)
+def test_it_refuses_a_bad_filter_with_a_400_naming_it_and_stores_nothing(
+    api: Client, merchant: Merchant, http_allowed: None, spec: Any, message: str
+) -> None:
+    response = api.post(
+        "/api/v1/webhooks", {"payload_url": URL, "filter": spec}, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content
+    error = _json(response)["error"]
+    assert error["code"] == "invalid_request"
+    assert message in str(error["fields"]["filter"])
+    assert not Endpoint.objects.filter(merchant=merchant).exists()
+
+    endpoint = Endpoint.objects.create(merchant=merchant, url=URL, filter=MAIN_ONLY)
+    response = api.patch(
+        f"/api/v1/webhooks/{endpoint.public_id}",
+        {"filter": spec, "description": "changed"},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    endpoint.refresh_from_db()
+    assert (endpoint.filter, endpoint.description) == (MAIN_ONLY, "")
+
+
+def test_it_documents_the_filter_in_the_openapi_schema(api: Client) -> None:
+    schema = api.get("/api/v1/openapi.json").json()
+    components = schema["components"]["schemas"]
+    for name in ("WebhookInputRequest", "PatchedWebhookInputRequest", "WebhookOutput"):
+        field = components[name]["properties"]["filter"]
+        assert field["type"] == "object"
+        assert "$regex" in field["description"]
