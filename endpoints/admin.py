@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin, messages
@@ -14,6 +15,7 @@ from django.urls import URLPattern, path
 from deliveries import observability
 from deliveries.engine import disable_endpoint, retry_failed
 from endpoints.models import Endpoint
+from lib.custom_headers import mask_value
 from lib.text import counted
 
 
@@ -51,6 +53,8 @@ class EndpointAdmin(admin.ModelAdmin):
         "failure_warning_sent_at",
         "breaker",
         "breaker_failures",
+        "payload_filter",
+        "masked_headers",
         "created_at",
         "updated_at",
     ]
@@ -60,6 +64,9 @@ class EndpointAdmin(admin.ModelAdmin):
         "url",
         "secret",
         "previous_secret",
+        # Read-only for staff (shown below): the merchant's own delivery controls.
+        "filter",
+        "custom_headers",
         "previous_secret_expires_at",
         "breaker_state",
         "breaker_trips",
@@ -69,6 +76,16 @@ class EndpointAdmin(admin.ModelAdmin):
     @admin.display(description="Circuit breaker")
     def breaker(self, obj: Endpoint) -> str:
         return obj.breaker_label()
+
+    @admin.display(description="Filter")
+    def payload_filter(self, obj: Endpoint) -> str:
+        return json.dumps(obj.filter, ensure_ascii=False) if obj.filter else "None: every event"
+
+    @admin.display(description="Custom headers")
+    def masked_headers(self, obj: Endpoint) -> str:
+        # Names only, values masked: they are usually the receiver's credentials.
+        headers = obj.headers
+        return ", ".join(f"{n}: {mask_value(v)}" for n, v in headers.items()) or "None"
 
     def save_model(self, request: HttpRequest, obj: Endpoint, form: Any, change: bool) -> None:
         """Flipping "is enabled" in the form disables or enables the way the actions do."""

@@ -15,7 +15,7 @@ from django.db import connection
 from django.test import Client
 from standardwebhooks.webhooks import Webhook
 
-from accounts.models import Merchant
+from accounts.models import Merchant, User
 from deliveries import emit
 from deliveries.models import Delivery, DeliveryAttempt
 from endpoints.models import Endpoint
@@ -254,3 +254,93 @@ def test_it_documents_the_headers_in_the_openapi_schema(api: Client) -> None:
         field = components[name]["properties"]["headers"]
         assert field["type"] == "object"
         assert field["maxProperties"] == 20
+
+
+# --- the dashboard and the admin ------------------------------------------------------------
+
+
+def test_it_adds_headers_in_the_form_and_keeps_masked_lines_on_edit(
+    owner_client: Client, merchant: Merchant, webhook_form: Callable[..., dict[str, Any]]
+) -> None:
+    response = owner_client.post(
+        "/webhooks/add/", webhook_form(headers=f"X-Api-Key: {API_KEY}\nX-Outlet: Main\n")
+    )
+    assert response.status_code == 302
+    endpoint = Endpoint.objects.get()
+    assert endpoint.headers == {"X-Api-Key": API_KEY, "X-Outlet": "Main"}
+
+    detail = owner_client.get(f"/webhooks/{endpoint.public_id}/").content.decode()
+    assert "X-Api-Key: ****4b3c" in detail and API_KEY not in detail
+
+    edit = owner_client.get(f"/webhooks/{endpoint.public_id}/edit/").content.decode()
+    assert "X-Api-Key: ****4b3c\nX-Outlet: ****" in edit and API_KEY not in edit
+
+    # The masked key line left as it is keeps its value; the outlet line is changed.
+    owner_client.post(
+        f"/webhooks/{endpoint.public_id}/edit/",
+        webhook_form(headers="X-Api-Key: ****4b3c\nX-Outlet: Airport"),
+    )
+    endpoint.refresh_from_db()
+    assert endpoint.headers == {"X-Api-Key": API_KEY, "X-Outlet": "Airport"}
+
+    owner_client.post(f"/webhooks/{endpoint.public_id}/edit/", webhook_form(headers=""))
+    endpoint.refresh_from_db()
+    assert endpoint.headers == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("X-Api-Key", "Line 1 is not Name: value."),
+        ("Host: evil.example", "Header Host is set by the sender"),
+        ("X Key: 1", "&#x27;X Key&#x27; is not a valid HTTP header name"),
+        ("X-A: 1\nx-a: 2", "Header x-a is given twice"),
+        ("\n".join(f"X-{n}: v" for n in range(21)), "At most 20 custom headers"),
+    ],
+)
+def test_it_shows_bad_headers_on_the_field_and_stores_nothing(
+    owner_client: Client,
+    merchant: Merchant,
+    webhook_form: Callable[..., dict[str, Any]],
+    text: str,
+    message: str,
+) -> None:
+    response = owner_client.post("/webhooks/add/", webhook_form(headers=text))
+    assert response.status_code == 200
+    page = response.content.decode()
+    field = page[page.index('for="id_headers"') : page.index('name="log_mode"')]
+    assert message in field
+    assert not Endpoint.objects.exists()
+
+
+def test_it_reveals_the_values_on_a_post_only_to_the_owner(
+    owner_client: Client, outsider: User, merchant: Merchant
+) -> None:
+    endpoint = Endpoint.objects.create(merchant=merchant, url="http://127.0.0.1:9/hook")
+    endpoint.headers = {"X-Api-Key": API_KEY}
+    endpoint.save()
+    path = f"/webhooks/{endpoint.public_id}/headers/reveal/"
+
+    assert owner_client.get(path).status_code == 405
+    inline = owner_client.post(path, headers={"X-Inline": "1"})
+    assert f"X-Api-Key: {API_KEY}" in inline.content.decode()
+    assert "no-store" in inline["Cache-Control"]
+    page = owner_client.post(path)
+    assert f"X-Api-Key: {API_KEY}" in page.content.decode()
+    assert "no-store" in page["Cache-Control"]
+
+    other = Client()
+    other.force_login(outsider)
+    assert other.post(path).status_code == 404
+
+
+def test_it_shows_header_names_masked_and_read_only_in_the_admin(
+    staff_client: Client, merchant: Merchant
+) -> None:
+    endpoint = Endpoint.objects.create(merchant=merchant, url="http://127.0.0.1:9/hook")
+    endpoint.headers = {"X-Api-Key": API_KEY}
+    endpoint.save()
+    page = staff_client.get(f"/admin/endpoints/endpoint/{endpoint.pk}/change/").content.decode()
+    assert "X-Api-Key: ****4b3c" in page
+    assert API_KEY not in page
+    assert 'name="custom_headers"' not in page

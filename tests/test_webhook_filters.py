@@ -279,3 +279,123 @@ def test_it_documents_the_filter_in_the_openapi_schema(api: Client) -> None:
         field = components[name]["properties"]["filter"]
         assert field["type"] == "object"
         assert "$regex" in field["description"]
+
+
+# --- the dashboard ------------------------------------------------------------------------
+
+
+def test_it_adds_and_edits_a_webhook_with_a_filter(
+    owner_client: Client, merchant: Merchant, webhook_form: Callable[..., dict[str, Any]]
+) -> None:
+    page = owner_client.get("/webhooks/add/").content.decode()
+    assert "Filter" in page and "$regex" in page and "Test filter" in page
+
+    response = owner_client.post(
+        "/webhooks/add/", webhook_form(filter='{"outlet": {"$in": ["Main", "Airport"]}}')
+    )
+    assert response.status_code == 302
+    endpoint = Endpoint.objects.get()
+    assert endpoint.filter == {"outlet": {"$in": ["Main", "Airport"]}}
+    detail = owner_client.get(f"/webhooks/{endpoint.public_id}/").content.decode()
+    assert "&quot;$in&quot;" in detail
+
+    edit = owner_client.get(f"/webhooks/{endpoint.public_id}/edit/").content.decode()
+    assert "&quot;Airport&quot;" in edit
+    owner_client.post(f"/webhooks/{endpoint.public_id}/edit/", webhook_form(filter=""))
+    endpoint.refresh_from_db()
+    assert endpoint.filter is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"total": {"$gtt": 5}}', "Unknown operator &quot;$gtt&quot; at &quot;total&quot;"),
+        ('{"outlet": "Main"', "The filter is not valid JSON"),
+        ('{"a..b": 1}', "Bad field path &quot;a..b&quot;"),
+    ],
+)
+def test_it_shows_a_bad_filter_on_the_field_and_stores_nothing(
+    owner_client: Client,
+    merchant: Merchant,
+    webhook_form: Callable[..., dict[str, Any]],
+    text: str,
+    message: str,
+) -> None:
+    response = owner_client.post("/webhooks/add/", webhook_form(filter=text))
+    assert response.status_code == 200
+    page = response.content.decode()
+    field = page[page.index('for="id_filter"') : page.index('for="id_filter_event_type"')]
+    assert message in field
+    assert not Endpoint.objects.exists()
+
+    endpoint = Endpoint.objects.create(merchant=merchant, url=URL, filter=MAIN_ONLY)
+    owner_client.post(f"/webhooks/{endpoint.public_id}/edit/", webhook_form(filter=text))
+    endpoint.refresh_from_db()
+    assert endpoint.filter == MAIN_ONLY
+
+
+def test_it_tests_a_filter_against_the_last_event_of_a_type_without_saving(
+    owner_client: Client,
+    merchant: Merchant,
+    outsider_merchant: Merchant,
+    webhook_form: Callable[..., dict[str, Any]],
+) -> None:
+    emit(merchant, "receipts.update", {"receipt_no": "R-1", "outlet": "Mall"})
+    last = emit(merchant, "receipts.update", {"receipt_no": "R-2", "outlet": "Airport"})
+    emit(outsider_merchant, "receipts.update", {"receipt_no": "X-1", "outlet": "Main"})
+    endpoint = Endpoint.objects.create(merchant=merchant, url=URL, description="kept")
+
+    def check(spec: str, type_name: str = "receipts.update") -> str:
+        response = owner_client.post(
+            f"/webhooks/{endpoint.public_id}/edit/",
+            webhook_form(
+                filter=spec, filter_event_type=type_name, check_filter="1", description="typed"
+            ),
+        )
+        assert response.status_code == 200
+        return response.content.decode()
+
+    page = check('{"outlet": {"$in": ["Main", "Airport"]}}')
+    assert "Matches" in page and last.public_id in page and "would be sent" in page
+    assert "&quot;receipt_no&quot;: &quot;R-2&quot;" in page
+    assert 'value="typed"' in page  # what was typed is still in the form
+    assert "This field is required" not in page
+
+    page = check('{"outlet": "Main"}')  # the outsider's Main event is not this merchant's
+    assert "Does not match" in page and "would not be sent" in page
+
+    assert "Unknown operator &quot;$gtt&quot;" in check('{"total": {"$gtt": 1}}')
+    assert "You have no products.update event yet" in check("{}", "products.update")
+
+    endpoint.refresh_from_db()
+    assert (endpoint.filter, endpoint.description) == (None, "kept")  # nothing saved
+
+    add = owner_client.post(
+        "/webhooks/add/",
+        webhook_form(url="", filter='{"outlet": "Airport"}', filter_event_type="receipts.update")
+        | {"check_filter": "1"},
+    ).content.decode()
+    assert "Matches" in add
+    assert not Endpoint.objects.exclude(pk=endpoint.pk).exists()
+
+
+def test_it_answers_404_for_another_merchants_webhook(
+    outsider: User, merchant: Merchant, webhook_form: Callable[..., dict[str, Any]]
+) -> None:
+    endpoint = Endpoint.objects.create(merchant=merchant, url=URL, filter=MAIN_ONLY)
+    client = Client()
+    client.force_login(outsider)
+    response = client.post(
+        f"/webhooks/{endpoint.public_id}/edit/",
+        webhook_form(filter="{}", filter_event_type="receipts.update", check_filter="1"),
+    )
+    assert response.status_code == 404
+
+
+def test_it_shows_the_filter_read_only_in_the_admin(
+    staff_client: Client, merchant: Merchant
+) -> None:
+    endpoint = Endpoint.objects.create(merchant=merchant, url=URL, filter=BIG_SALES)
+    page = staff_client.get(f"/admin/endpoints/endpoint/{endpoint.pk}/change/").content.decode()
+    assert "$gte" in page
+    assert 'name="filter"' not in page  # shown, not editable
