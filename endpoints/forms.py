@@ -269,6 +269,9 @@ class EndpointForm(SignedTargetForm):
                 else "",
                 "headers": headers_as_text(self.instance.headers),
             }
+            first_type = self.instance.event_types.order_by("name").first()
+            if first_type is not None:
+                shown["filter_event_type"] = first_type.name  # what the filter will see first
             for name, value in shown.items():
                 if name not in typed:
                     self.initial[name] = value

@@ -301,6 +301,7 @@ def test_it_adds_and_edits_a_webhook_with_a_filter(
 
     edit = owner_client.get(f"/webhooks/{endpoint.public_id}/edit/").content.decode()
     assert "&quot;Airport&quot;" in edit
+    assert '<option value="receipts.update" selected>' in edit  # Test filter's first choice
     owner_client.post(f"/webhooks/{endpoint.public_id}/edit/", webhook_form(filter=""))
     endpoint.refresh_from_db()
     assert endpoint.filter is None
