@@ -156,7 +156,7 @@ def headers_as_text(headers: dict[str, str]) -> str:
     return "\n".join(f"{name}: {mask_value(value)}" for name, value in headers.items())
 
 
-def headers_from_text(text: str) -> dict[str, str] | list[dict[str, str]]:
+def headers_from_text(text: str) -> list[dict[str, str]]:
     """`Name: value` lines as name/value pairs (duplicates kept, for validation to name)."""
     pairs = []
     for number, line in enumerate(text.splitlines(), start=1):
