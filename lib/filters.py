@@ -171,6 +171,11 @@ def _parse_path(key: str, prefix: tuple[str, ...]) -> tuple[str, ...]:
                 f'Bad field path {shown}: "{segment}" is not a field name; '
                 f'use "$" alone for any element of an array.'
             )
+    if full[-1] == WILDCARD:
+        raise FilterError(
+            f'Bad field path {shown}: "$" cannot end a path (as in Convoy); a plain value '
+            "already matches any element of an array field."
+        )
     if full.count(WILDCARD) > MAX_WILDCARDS:
         raise FilterError(f'Field path {shown} has more than {MAX_WILDCARDS} "$" wildcards.')
     return segments

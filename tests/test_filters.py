@@ -124,6 +124,18 @@ def test_it_matches_like_convoy(spec: dict[str, Any], expected: bool) -> None:
     assert matches(spec, RECEIPT) is expected
 
 
+def test_it_matches_convoys_own_array_examples() -> None:
+    # Each `$` condition is met by any element, not necessarily the same one (Convoy).
+    data = {"data": [{"event": "meetup"}, {"venue": "test"}], "swag": "hoodies"}
+    assert matches({"data.$.event": "meetup", "data.$.venue": "test"}, data) is True
+    nested = {"data": [{"speakers": [{"name": "raymond"}, {"name": "subomi"}]}], "swag": "x"}
+    assert matches({"data.$.speakers.$.name": "raymond", "swag": "x"}, nested) is True
+    # A root-level array: the path starts with `$`.
+    root = [{"event": "meetup"}, {"venues": [{"lagos": ["ikeja", "lekki"]}]}]
+    assert matches({"$.venues.$.lagos": "ikeja"}, root) is True
+    assert matches({"$.venues.$.lagos": "bariga"}, root) is False
+
+
 def test_it_matches_data_that_is_not_an_object() -> None:
     assert matches({"outlet": "Main"}, ["Main"]) is False
     assert matches({"outlet": {"$exist": False}}, "text") is True
@@ -158,6 +170,8 @@ def test_it_matches_data_that_is_not_an_object() -> None:
         ({"total": {"$gt": 1, "currency": "USD"}}, 'At "total", "currency" sits beside'),
         ({"total": {"$gt": 1, "$bogus": 2}}, 'Unknown operator "$bogus" at "total"'),
         ({"a.$.b.$.c.$.d.$.e": 1}, 'more than 3 "$" wildcards'),
+        ({"items.$.sku.$": "A"}, 'Bad field path "items.$.sku.$": "$" cannot end a path'),
+        ({"customer": {"tags": {"$": "vip"}}}, '"$" cannot end a path'),
         ({"x" * 300: 1}, "is too long"),
         ({".".join(["a"] * 20): 1}, "is too long"),
         ({"total": {"$gt": float("nan")}}, "plain JSON"),
