@@ -209,8 +209,11 @@ class EndpointForm(SignedTargetForm):
         ),
         help_text=HEADERS_HELP,
     )
-    # "Test filter": which of the merchant's latest events to try the filter on.
-    filter_event_type = forms.ChoiceField(label="Your last event of type", required=False)
+    # "Test filter": which of the merchant's latest events to try the filter on. Not a
+    # ChoiceField: a type retired while the page was open must not block saving the webhook.
+    filter_event_type = forms.CharField(
+        label="Your last event of type", required=False, widget=forms.Select
+    )
     # SalesPlay: "will send a sample POST request to verify that your webhook URL is working".
     send_test = forms.BooleanField(
         label="Send a test now",
@@ -275,7 +278,7 @@ class EndpointForm(SignedTargetForm):
             for name, value in shown.items():
                 if name not in typed:
                     self.initial[name] = value
-        self.fields["filter_event_type"].choices = [
+        self.fields["filter_event_type"].widget.choices = [
             (t.name, t.name)
             for t in EventType.objects.filter(is_active=True).exclude(name="webhook.test")
         ]

@@ -400,3 +400,13 @@ def test_it_shows_the_filter_read_only_in_the_admin(
     page = staff_client.get(f"/admin/endpoints/endpoint/{endpoint.pk}/change/").content.decode()
     assert "$gte" in page
     assert 'name="filter"' not in page  # shown, not editable
+
+
+def test_it_saves_whatever_event_type_the_test_filter_box_holds(
+    owner_client: Client, webhook_form: Callable[..., dict[str, Any]]
+) -> None:
+    response = owner_client.post(
+        "/webhooks/add/", webhook_form(filter_event_type="retired.type", filter="")
+    )
+    assert response.status_code == 302
+    assert Endpoint.objects.get().filter is None
