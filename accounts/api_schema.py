@@ -34,6 +34,7 @@ ERROR_SCHEMA = {
 _ERRORS = {
     "400": "Invalid input: `error.fields` says what is wrong with which field.",
     "401": "Missing, malformed or revoked API key.",
+    "403": "A per-merchant limit is reached (`limit_reached`, e.g. the most webhooks).",
     "404": "No such object (another merchant's objects do not exist for you).",
     "405": "Method not allowed on this path.",
     "409": "Conflict: the object is not in a state that allows this action, or an "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -394,7 +395,10 @@ class Delivery(models.Model):
             style, secrets_ = Endpoint.PayloadStyle.FULL, [self.merchant_secret()]
         body = self.event.body(style=style)
         timestamp = now or int(time.time())
-        headers = {"content-type": "application/json"}
+        # The webhook's custom headers first: their names never collide with ours (they are
+        # refused on save), and what follows would win if a stored one ever did.
+        headers = dict(self.endpoint.headers) if self.endpoint_id else {}
+        headers["content-type"] = "application/json"
         headers.update(
             signing.headers(
                 [signing.secret_key(s) for s in secrets_], self.event.public_id, timestamp, body
@@ -439,7 +443,11 @@ class Delivery(models.Model):
             delivery=self,
             number=self.attempts,
             url=http.mask_url(self.target_url),
-            request_headers=mask_headers(result.request_headers),
+            request_headers=mask_headers(
+                result.request_headers,
+                # Custom headers usually carry a credential of the receiver's: never logged.
+                self.endpoint.headers if self.endpoint_id else None,
+            ),
             request_body=_text(result.request_body),
             response_status=result.status,
             response_headers=mask_headers(result.response_headers),
@@ -504,11 +512,12 @@ class DeliveryAttempt(models.Model):
         return text.no_answer(self.response_status, self.error)
 
 
-def mask_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Secrets masked; NUL made visible (PostgreSQL's JSON cannot store it)."""
+def mask_headers(headers: dict[str, str], also: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Secrets masked, and the names in `also`; NUL made visible (PostgreSQL's JSON
+    cannot store it)."""
+    masked = _MASKED_HEADERS | {name.lower() for name in also or ()}
     return {
-        _storable(k): (MASK if k.lower() in _MASKED_HEADERS else _storable(v))
-        for k, v in headers.items()
+        _storable(k): (MASK if k.lower() in masked else _storable(v)) for k, v in headers.items()
     }
 
 

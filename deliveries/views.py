@@ -179,15 +179,22 @@ def _resend_plan(event: Event) -> ResendPlan:
             status__in=[Delivery.Status.FAILED, Delivery.Status.CANCELLED]
         ).count(),
         succeeded=to_enabled.filter(status=Delivery.Status.SUCCEEDED).count(),
-        new_subscribers=[pk for pk in current if pk not in had],
+        # Not the webhooks whose filter this event's data does not match: they never get it.
+        new_subscribers=[
+            e.pk
+            for e in Endpoint.objects.filter(
+                pk__in=[pk for pk in current if pk not in had]
+            ).order_by("id")
+            if e.wants(event.data)
+        ],
     )
 
 
 def _send_to_new_subscribers(event: Event, endpoint_ids: list[int]) -> int:
     """New deliveries to webhooks that did not exist or subscribe when the event happened."""
     with transaction.atomic():
-        engine.create_deliveries(event, [(pk, "") for pk in endpoint_ids])
-    return len(endpoint_ids)
+        made = engine.create_deliveries(event, [(pk, "") for pk in endpoint_ids])
+    return len(made)  # a webhook whose filter the event does not match gets none
 
 
 @login_required

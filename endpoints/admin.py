@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+import json
 from typing import Any
 
 from django.contrib import admin, messages
@@ -17,6 +18,7 @@ from deliveries import observability
 from deliveries.engine import disable_endpoint, retry_failed
 from endpoints.models import Endpoint
 from lib.masking import mask_url_secrets
+from lib.custom_headers import mask_value
 from lib.text import counted
 
 
@@ -88,6 +90,8 @@ class EndpointAdmin(admin.ModelAdmin):
         "breaker",
         "breaker_failures",
         "in_flight_allowed",
+        "payload_filter",
+        "masked_headers",
         "created_at",
         "updated_at",
     ]
@@ -97,6 +101,9 @@ class EndpointAdmin(admin.ModelAdmin):
         "url",
         "secret",
         "previous_secret",
+        # Read-only for staff (shown below): the merchant's own delivery controls.
+        "filter",
+        "custom_headers",
         "previous_secret_expires_at",
         "breaker_state",
         "breaker_trips",
@@ -147,6 +154,16 @@ class EndpointAdmin(admin.ModelAdmin):
         if obj.allowed_in_flight < obj.max_in_flight:
             return f"{obj.allowed_in_flight} of {obj.max_in_flight} (cut after timeouts)"
         return f"{obj.max_in_flight} (its maximum)"
+
+    @admin.display(description="Filter")
+    def payload_filter(self, obj: Endpoint) -> str:
+        return json.dumps(obj.filter, ensure_ascii=False) if obj.filter else "None: every event"
+
+    @admin.display(description="Custom headers")
+    def masked_headers(self, obj: Endpoint) -> str:
+        # Names only, values masked: they are usually the receiver's credentials.
+        headers = obj.headers
+        return ", ".join(f"{n}: {mask_value(v)}" for n, v in headers.items()) or "None"
 
     def save_model(self, request: HttpRequest, obj: Endpoint, form: Any, change: bool) -> None:
         """Flipping "is enabled" in the form disables or enables the way the actions do."""

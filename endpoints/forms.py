@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,7 +14,14 @@ from django.utils import timezone
 from catalogue.models import Category, EventType
 from deliveries import states
 from endpoints.models import Endpoint
-from endpoints.validators import validate_secret, validate_webhook_url
+from endpoints.validators import (
+    parse_filter,
+    parse_headers,
+    validate_secret,
+    validate_webhook_url,
+)
+from lib import filters
+from lib.custom_headers import keep_masked, mask_value
 from lib.http import MAX_URL_LENGTH
 
 PASSWORD_MASK = "****"
@@ -129,6 +137,40 @@ class SignedTargetForm(forms.ModelForm):
         return target
 
 
+FILTER_HELP = (
+    "Only events whose data match are sent to this webhook. A JSON object of field to value "
+    'or to operators, e.g. {"outlet": {"$in": ["Main", "Airport"]}, "total": {"$gte": 100000}}. '
+    "Operators: $eq $neq $gt $gte $lt $lte $in $nin $exist $regex, and $and / $or with a list "
+    'of filters. Nested fields take dots ("customer.tier"); "items.$.sku" means any item. '
+    "Leave empty to send every event."
+)
+HEADERS_HELP = (
+    "Sent with every delivery, one per line as Name: value (at most 20), e.g. an API key "
+    "your receiver wants. Values are stored encrypted and shown masked: leave a masked line "
+    "as it is to keep its value."
+)
+
+
+def headers_as_text(headers: dict[str, str]) -> str:
+    """The headers as the form shows them: one `Name: ****` line each, values masked."""
+    return "\n".join(f"{name}: {mask_value(value)}" for name, value in headers.items())
+
+
+def headers_from_text(text: str) -> list[dict[str, str]]:
+    """`Name: value` lines as name/value pairs (duplicates kept, for validation to name)."""
+    pairs = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise forms.ValidationError(
+                f"Line {number} is not Name: value.", code="invalid_headers"
+            )
+        pairs.append({"name": name.strip(), "value": value.strip()})
+    return pairs
+
+
 class EndpointForm(SignedTargetForm):
     url = forms.CharField(
         label="Webhook URL",
@@ -152,6 +194,25 @@ class EndpointForm(SignedTargetForm):
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="Leave empty and we generate a strong one (recommended).",
+    )
+    filter = forms.CharField(
+        label="Filter",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "code"}),
+        help_text=FILTER_HELP,
+    )
+    headers = forms.CharField(
+        label="Custom headers",
+        required=False,
+        widget=forms.Textarea(
+            attrs={"rows": 3, "spellcheck": "false", "autocomplete": "off", "class": "code"}
+        ),
+        help_text=HEADERS_HELP,
+    )
+    # "Test filter": which of the merchant's latest events to try the filter on. Not a
+    # ChoiceField: a type retired while the page was open must not block saving the webhook.
+    filter_event_type = forms.CharField(
+        label="Your last event of type", required=False, widget=forms.Select
     )
     # SalesPlay: "will send a sample POST request to verify that your webhook URL is working".
     send_test = forms.BooleanField(
@@ -196,6 +257,7 @@ class EndpointForm(SignedTargetForm):
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        typed = kwargs.get("initial") or {}  # what "Test filter" gives back as it was
         super().__init__(*args, **kwargs)
         self.fields["category"].empty_label = "No category"
         self.fields["category"].queryset = Category.objects.all()
@@ -206,7 +268,64 @@ class EndpointForm(SignedTargetForm):
             # Only a new webhook takes a secret of the merchant's choosing; after that the
             # secret changes by rotation, which keeps the old one signing for a while.
             del self.fields["secret"]
-            self.initial["url"] = self.instance.masked_url
+            shown = {
+                "url": self.instance.masked_url,
+                "filter": json.dumps(self.instance.filter, indent=2)
+                if self.instance.filter
+                else "",
+                "headers": headers_as_text(self.instance.headers),
+            }
+            first_type = self.instance.event_types.order_by("name").first()
+            if first_type is not None:
+                shown["filter_event_type"] = first_type.name  # what the filter will see first
+            for name, value in shown.items():
+                if name not in typed:
+                    self.initial[name] = value
+        self.fields["filter_event_type"].widget.choices = [
+            (t.name, t.name)
+            for t in EventType.objects.filter(is_active=True).exclude(name="webhook.test")
+        ]
+
+    def clean_filter(self) -> dict[str, Any] | None:
+        return parse_filter(self.cleaned_data.get("filter", ""))
+
+    def clean_headers(self) -> dict[str, str]:
+        headers = parse_headers(headers_from_text(self.cleaned_data.get("headers", "")))
+        return keep_masked(headers, self.instance.headers if self.instance.pk else {})
+
+    def check_filter(self) -> dict[str, Any]:
+        """Try the submitted filter on the merchant's last event of the chosen type.
+
+        Nothing is saved: the answer is shown under the filter field.
+
+        Returns:
+            {"error": message} for a bad filter or no such event, else
+            {"event": the event, "matches": bool}.
+        """
+        from endpoints.send_tests import latest_event
+
+        try:
+            spec = parse_filter(self.data.get("filter", ""))
+        except forms.ValidationError as exc:
+            return {"error": " ".join(exc.messages)}
+        type_name = self.data.get("filter_event_type", "")
+        event = latest_event(self.instance.merchant, type_name) if type_name else None
+        if event is None:
+            return {"error": f"You have no {type_name or 'such'} event yet to try it on."}
+        return {
+            "event": event,
+            "matches": filters.matches(spec, event.data),
+            "data": json.dumps(event.data, indent=2, ensure_ascii=False)[:2000],
+        }
+
+    def save(self, commit: bool = True) -> Any:
+        endpoint = super().save(commit=False)
+        endpoint.filter = self.cleaned_data.get("filter")
+        endpoint.headers = self.cleaned_data.get("headers") or {}
+        if commit:
+            endpoint.save()
+            self.save_m2m()
+        return endpoint
 
     def event_groups(self) -> list[tuple[str, list[tuple[Any, EventType]]]]:
         """The Events checkboxes with their types, grouped by category in catalogue order."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import Merchant
 from catalogue.models import Category, EventType
-from lib import signing
+from lib import filters, signing
 from lib.crypto import CredentialURLField, EncryptedTextField
 from lib.ids import new_id
 
@@ -124,6 +125,17 @@ class Endpoint(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(100)],
         help_text="Requests sent to this endpoint at once, at most.",
     )
+
+    # Delivery controls. `filter`: Convoy's syntax on the event's data (lib/filters.py);
+    # events that do not match get no delivery to this endpoint. `custom_headers`: a JSON
+    # object of name -> value sent with every delivery, encrypted like the signing secret
+    # because it usually holds a credential of the receiver's (lib/custom_headers.py).
+    filter = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Only events whose data match this filter are delivered (Convoy's syntax).",
+    )
+    custom_headers = EncryptedTextField(blank=True, default="")
 
     # The circuit breaker (see deliveries/engine/breaker.py): an endpoint that keeps timing
     # out or refusing connections is parked instead of holding sender threads.
@@ -240,6 +252,21 @@ class Endpoint(models.Model):
             and self.breaker_probe_at is not None
             and self.breaker_probe_at > timezone.now()
         )
+
+    # --- delivery controls -----------------------------------------------------------------
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The custom headers, name -> value, in the order they were given."""
+        return json.loads(self.custom_headers) if self.custom_headers else {}
+
+    @headers.setter
+    def headers(self, value: dict[str, str]) -> None:
+        self.custom_headers = json.dumps(value) if value else ""
+
+    def wants(self, data: Any) -> bool:
+        """True when an event with this data passes the endpoint's filter (or it has none)."""
+        return filters.matches(self.filter, data)
 
     # --- signing -------------------------------------------------------------------------
 

@@ -22,7 +22,13 @@ from accounts.models import Merchant
 from catalogue.models import Category, EventType
 from deliveries.engine import disable_endpoint
 from endpoints.models import Endpoint
-from endpoints.validators import validate_secret, validate_webhook_url
+from endpoints.validators import (
+    parse_filter,
+    parse_headers,
+    validate_secret,
+    validate_webhook_url,
+)
+from lib.custom_headers import MAX_HEADERS, keep_masked, mask_value
 from lib.http import mask_url
 from lib.times import parse_since
 
@@ -64,6 +70,51 @@ class UrlField(serializers.CharField):
     """Documented as a URI; checked by our own rules, whose messages say more than DRF's."""
 
 
+FILTER_SCHEMA = {
+    "type": "object",
+    "nullable": True,
+    "additionalProperties": True,
+    "description": "Only events whose `data` match are delivered to this webhook (Convoy's "
+    "syntax): field paths (dotted for nested fields, `items.$.sku` for any element of an "
+    "array) to a value or to operators `$eq $neq $gt $gte $lt $lte $in $nin $exist $regex`, "
+    "and `$and` / `$or` lists. `null` or `{}`: every event. In a form-encoded body, the "
+    "JSON text of the object.",
+    "example": {"outlet": {"$in": ["Main", "Airport"]}, "total": {"$gte": 100000}},
+}
+HEADERS_SCHEMA = {
+    "type": "object",
+    "nullable": True,
+    "maxProperties": MAX_HEADERS,
+    "additionalProperties": {"type": "string", "maxLength": 1000},
+    "description": "Headers sent with every delivery, name to value (at most "
+    f"{MAX_HEADERS}). Replaces the webhook's headers; a value sent back exactly as shown "
+    "masked keeps the stored value. `null` or `{}` removes them. Values are shown masked.",
+    "example": {"X-Api-Key": "****9f3a"},
+}
+
+
+@extend_schema_field(FILTER_SCHEMA)
+class FilterField(serializers.Field):
+    """A filter object, or its JSON text in a form-encoded body; `null` for none."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any] | None:
+        return _parsed(parse_filter, data)
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+@extend_schema_field(HEADERS_SCHEMA)
+class HeadersField(serializers.Field):
+    """Custom headers: an object of name -> value (or its JSON text); `null` for none."""
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        return _parsed(parse_headers, data)
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 class WebhookInput(serializers.Serializer):
     payload_url = UrlField(max_length=2048)
     secret = serializers.CharField(required=False, max_length=200, trim_whitespace=False)
@@ -79,6 +130,8 @@ class WebhookInput(serializers.Serializer):
     fixed_retries = serializers.IntegerField(required=False, min_value=0, max_value=50)
     fixed_cooldown = serializers.IntegerField(required=False, min_value=1, max_value=86400)
     timeout = serializers.IntegerField(required=False, min_value=1, max_value=30)
+    filter = FilterField(required=False, allow_null=True)
+    headers = HeadersField(required=False, allow_null=True)
 
     def validate_payload_url(self, value: str) -> str:
         return _django_check(validate_webhook_url, value.strip())
@@ -97,6 +150,8 @@ class WebhookInput(serializers.Serializer):
         data = dict(self.validated_data)
         events = data.pop("events", None)
         is_active = data.pop("is_active", None)
+        if "headers" in data:
+            endpoint.headers = keep_masked(data.pop("headers") or {}, endpoint.headers)
         with transaction.atomic():
             for name, value in data.items():
                 setattr(endpoint, self._FIELD_MAP.get(name, name), value)
@@ -116,11 +171,16 @@ class WebhookInput(serializers.Serializer):
 
 
 def _django_check(validator: Any, value: str) -> str:
+    _parsed(validator, value)
+    return value
+
+
+def _parsed(parser: Any, value: Any) -> Any:
+    """What a validator or parser of endpoints.validators returns, its error as DRF's."""
     try:
-        validator(value)
+        return parser(value)
     except DjangoValidationError as exc:
         raise serializers.ValidationError(exc.messages) from None
-    return value
 
 
 class EventRef(serializers.Serializer):
@@ -167,6 +227,8 @@ class WebhookOutput(serializers.Serializer):
     fixed_retries = serializers.IntegerField()
     fixed_cooldown = serializers.IntegerField(source="fixed_cooldown_seconds")
     timeout = serializers.IntegerField(source="timeout_seconds")
+    filter = FilterField(allow_null=True)
+    headers = serializers.SerializerMethodField()
     circuit_breaker = serializers.SerializerMethodField()
 
     def get_created_on(self, endpoint: Endpoint) -> str:
@@ -182,6 +244,10 @@ class WebhookOutput(serializers.Serializer):
 
     def get_events(self, endpoint: Endpoint) -> list[dict[str, str]]:
         return [{"id": str(t.pk), "name": t.name} for t in endpoint.event_types.all()]
+
+    @extend_schema_field(HEADERS_SCHEMA)
+    def get_headers(self, endpoint: Endpoint) -> dict[str, str]:
+        return {name: mask_value(value) for name, value in endpoint.headers.items()}
 
     @extend_schema_field(CircuitBreakerOutput)
     def get_circuit_breaker(self, endpoint: Endpoint) -> dict[str, Any]:

@@ -21,6 +21,7 @@ urlpatterns = [
     path("webhooks/<str:public_id>/enable/", views.enable_webhook, name="enable_webhook"),
     path("webhooks/<str:public_id>/test/", views.send_test, name="send_test"),
     path("webhooks/<str:public_id>/secret/reveal/", views.reveal_secret, name="reveal_secret"),
+    path("webhooks/<str:public_id>/headers/reveal/", views.reveal_headers, name="reveal_headers"),
     path(
         "webhooks/<str:public_id>/secret/rotate/confirm/",
         views.confirm_rotate_secret,

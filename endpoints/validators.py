@@ -6,12 +6,14 @@ field (or in the API's `fields`), so the rules live in one place.
 
 from __future__ import annotations
 
+import json
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from lib import http, signing
+from lib import custom_headers, filters, http, signing
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -59,3 +61,53 @@ def validate_secret(secret: str) -> None:
         signing.validate_secret(secret)
     except ValueError as exc:
         raise ValidationError(str(exc), code="weak_secret") from None
+
+
+def parse_filter(value: Any) -> dict[str, Any] | None:
+    """A webhook's filter from the API or the form: an object, the JSON text of one, or
+    empty (None, "", {}) for no filter.
+
+    Raises:
+        ValidationError: not JSON, or a filter lib.filters refuses (the message names the
+            bad operator or path).
+    """
+    if isinstance(value, str):
+        value = _json_text(value, "filter", filters.MAX_FILTER_BYTES)
+    if value is None or value == {}:
+        return None
+    try:
+        filters.compile_filter(value)
+    except filters.FilterError as exc:
+        raise ValidationError(str(exc), code="invalid_filter") from None
+    return value
+
+
+def parse_headers(value: Any) -> dict[str, str]:
+    """Custom headers from the API or the form: an object of name -> value, a list of
+    {"name", "value"}, the JSON text of either, or empty for none.
+
+    Raises:
+        ValidationError: not JSON, or headers lib.custom_headers refuses (naming the header).
+    """
+    if isinstance(value, str):
+        value = _json_text(value, "headers", 64 * 1024)
+    try:
+        return custom_headers.validate_headers(value)
+    except custom_headers.HeaderError as exc:
+        raise ValidationError(str(exc), code="invalid_headers") from None
+
+
+def _json_text(text: str, what: str, limit: int) -> Any:
+    """JSON sent as a string (a form field), or None when blank."""
+    if not text.strip():
+        return None
+    if len(text) > limit:
+        raise ValidationError(f"The {what} may be at most {limit} characters of JSON.")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValidationError(f"The {what} is nested too deeply.") from None
+    except ValueError as exc:
+        raise ValidationError(
+            f"The {what} is not valid JSON: {exc}.", code="invalid_json"
+        ) from None

@@ -7,6 +7,8 @@ exactly like objects that do not exist.
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import OuterRef, Prefetch, Q, Subquery
@@ -25,6 +27,7 @@ from deliveries.models import Delivery
 from endpoints import send_tests
 from endpoints.forms import DeliveryFilterForm, EndpointForm, RetryFailedForm
 from endpoints.models import Endpoint
+from lib.custom_headers import mask_value
 from lib.pages import get_for_user_or_404, is_inline, keyset_page, query_without, redirect_back
 from lib.text import deliveries as deliveries_text
 
@@ -118,6 +121,8 @@ def webhooks(request: HttpRequest) -> HttpResponse:
 def add_webhook(request: HttpRequest) -> HttpResponse:
     merchant = merchant_for_user(request)
     form = EndpointForm(request.POST or None, instance=Endpoint(merchant=merchant))
+    if "check_filter" in request.POST:
+        return _render_form(request, form, None)
     if request.method == "POST" and form.is_valid():
         try:
             with limits.adding(merchant, "webhooks"):
@@ -128,7 +133,36 @@ def add_webhook(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Webhook added: {endpoint.masked_url}")
             _test_on_save(request, endpoint, form)
             return redirect("webhook", endpoint.public_id)
-    return render(request, "webhooks/form.html", {"form": form, "endpoint": None})
+    return _render_form(request, form, None)
+
+
+def _render_form(
+    request: HttpRequest, form: EndpointForm, endpoint: Endpoint | None
+) -> HttpResponse:
+    """The add/edit form; after "Test filter", with the filter tried on the chosen event
+    and the rest of what was typed kept as it was, nothing saved and no errors shown."""
+    context: dict[str, object] = {"form": form, "endpoint": endpoint}
+    if "check_filter" in request.POST:
+        context["filter_check"] = form.check_filter()
+        context["form"] = EndpointForm(
+            instance=form.instance, initial=_typed(form, request), prefix=form.prefix
+        )
+    return render(request, "webhooks/form.html", context)
+
+
+def _typed(form: EndpointForm, request: HttpRequest) -> dict[str, object]:
+    """What was typed in the form, as initial values of an unbound copy of it."""
+    typed: dict[str, object] = {}
+    for name in form.fields:
+        if name == "secret":
+            continue  # never sent back to the browser
+        if name == "event_types":
+            typed[name] = request.POST.getlist(name)
+        elif name == "send_test":
+            typed[name] = bool(request.POST.get(name))
+        elif name in request.POST:
+            typed[name] = request.POST.get(name)
+    return typed
 
 
 def _test_on_save(request: HttpRequest, endpoint: Endpoint, form: EndpointForm) -> None:
@@ -156,12 +190,21 @@ def _test_on_save(request: HttpRequest, endpoint: Endpoint, form: EndpointForm) 
 def edit_webhook(request: HttpRequest, public_id: str) -> HttpResponse:
     endpoint = _get_endpoint_for_user(request, public_id)
     form = EndpointForm(request.POST or None, instance=endpoint)
+    if "check_filter" in request.POST:
+        return _render_form(request, form, endpoint)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, "Webhook saved.")
         _test_on_save(request, endpoint, form)
         return redirect("webhook", endpoint.public_id)
-    return render(request, "webhooks/form.html", {"form": form, "endpoint": endpoint})
+    return _render_form(request, form, endpoint)
+
+
+def _custom_headers(endpoint: Endpoint, *, revealed: bool) -> list[tuple[str, str]]:
+    """The custom headers as the page shows them: values masked unless revealed."""
+    return [
+        (name, value if revealed else mask_value(value)) for name, value in endpoint.headers.items()
+    ]
 
 
 def _held(endpoint: Endpoint) -> int:
@@ -172,7 +215,11 @@ def _held(endpoint: Endpoint) -> int:
 
 
 def _render_detail(
-    request: HttpRequest, endpoint: Endpoint, *, revealed_secret: bool = False
+    request: HttpRequest,
+    endpoint: Endpoint,
+    *,
+    revealed_secret: bool = False,
+    revealed_headers: bool = False,
 ) -> HttpResponse:
     buckets = stats.hourly(endpoint.pk)
     day = stats.whole_window(endpoint.pk, buckets)
@@ -214,12 +261,15 @@ def _render_detail(
             "retry_form": RetryFailedForm(initial={"since": RetryFailedForm.default_since()}),
             "enable_retry_form": RetryFailedForm(initial={"since": since}, prefix="enable"),
             "revealed_secret": revealed_secret,
+            "revealed_headers": revealed_headers,
+            "custom_headers": _custom_headers(endpoint, revealed=revealed_headers),
+            "filter_json": json.dumps(endpoint.filter) if endpoint.filter else "",
             "secret_overlap": len(endpoint.signing_secrets()) > 1,
             "filter_query": query_without(request, "before", "after"),
             "test_types": send_tests.types_with_events(endpoint.merchant, endpoint),
         },
     )
-    if revealed_secret:
+    if revealed_secret or revealed_headers:
         response["Cache-Control"] = "no-store"
     return response
 
@@ -396,6 +446,18 @@ def reveal_secret(request: HttpRequest, public_id: str) -> HttpResponse:
             request, "webhooks/_secret.html", {"endpoint": endpoint, "revealed_secret": True}
         )
     return _render_detail(request, endpoint, revealed_secret=True)
+
+
+@login_required
+@require_POST
+@never_cache
+def reveal_headers(request: HttpRequest, public_id: str) -> HttpResponse:
+    """Show the custom headers' values, on a POST (for the reasons of `reveal_secret`)."""
+    endpoint = _get_endpoint_for_user(request, public_id)
+    if is_inline(request):
+        context = {"custom_headers": _custom_headers(endpoint, revealed=True)}
+        return render(request, "webhooks/_custom_headers.html", context)
+    return _render_detail(request, endpoint, revealed_headers=True)
 
 
 @login_required

@@ -105,6 +105,14 @@ def staff_client(staff: User) -> Client:
     return client
 
 
+@pytest.fixture
+def api(merchant: Merchant) -> Client:
+    """A REST API client with a fresh bearer key of `merchant`."""
+    from accounts.models import ApiKey
+
+    return Client(headers={"authorization": f"Bearer {ApiKey.issue(merchant, 'POS')[1]}"})
+
+
 # --- Redis and workers -----------------------------------------------------------------
 
 
@@ -270,6 +278,37 @@ def make_endpoint(merchant: Merchant) -> Callable[..., Endpoint]:
         return endpoint
 
     return make
+
+
+@pytest.fixture
+def webhook_form(db: None) -> Callable[..., dict[str, Any]]:
+    """The fields of a valid add/edit webhook form, with overrides."""
+
+    def data(**overrides: Any) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "url": "http://127.0.0.1:9/hook",
+            "description": "Back office",
+            "category": Category.objects.get(slug="sales").pk,
+            "event_types": [EventType.objects.get(name="receipts.update").pk],
+            "log_mode": "full",
+            "payload_style": "full",
+            "retry_policy": "exponential",
+            "fixed_retries": 1,
+            "fixed_cooldown_seconds": 7,
+            "timeout_seconds": 30,
+        }
+        fields.update(overrides)
+        return fields
+
+    return data
+
+
+@pytest.fixture
+def owner_client(owner: User) -> Client:
+    """A browser-less client logged in as the merchant's owner."""
+    client = Client()
+    client.force_login(owner)
+    return client
 
 
 # --- a real browser (Playwright driving Debian's Chromium; its own download fails here) --

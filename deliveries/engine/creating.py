@@ -5,10 +5,15 @@
 Emit, Send test, one-off `webhook_url`s, resend and retries all come through here (resend and
 retries make existing deliveries due again through `retry_now`), so every delivery starts
 with the same columns, the database's clock as its due time, and a kick after commit.
+
+It is also where an endpoint's `filter` applies: an event whose data does not match gets no
+delivery to that endpoint (nothing to send, retry or count as failed), on every path that
+creates deliveries. Only Send test skips it: the merchant asked for that one delivery.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -26,7 +31,10 @@ from deliveries.engine.sending import attempt
 from deliveries.models import Delivery, Event, active_event_type, check_event_data
 from deliveries.sql import insert_sql
 from endpoints.models import Endpoint, test_data
+from lib.filters import Filter, FilterError, compile_filter
 from lib.ids import new_id
+
+log = logging.getLogger(__name__)
 
 _DELIVERY_COLUMNS = (
     "public_id",
@@ -46,7 +54,12 @@ Target = tuple[int | None, str]  # (endpoint id, one-off URL)
 
 
 def create_deliveries(
-    event: Event, targets: list[Target], *, due: bool = True, kick_pump: bool = True
+    event: Event,
+    targets: list[Target],
+    *,
+    due: bool = True,
+    kick_pump: bool = True,
+    filtered: bool = True,
 ) -> list[str]:
     """Store one delivery per target for an event; kick a pump after commit when due.
 
@@ -55,23 +68,34 @@ def create_deliveries(
         targets: (endpoint id, "") for an endpoint, (None, url) for a one-off URL.
         due: False for a delivery the caller sends itself (Send test).
         kick_pump: False when the caller kicks once for many events.
+        filtered: False to skip the endpoints' filters (Send test).
 
     Returns:
-        The deliveries' public ids, in the order of `targets`.
+        The public ids of the deliveries made, in the order of `targets`; a target whose
+        endpoint's filter the event does not match has none.
     """
-    return create_deliveries_of_events([(event, targets)], due=due, kick_pump=kick_pump)[0]
+    return create_deliveries_of_events(
+        [(event, targets)], due=due, kick_pump=kick_pump, filtered=filtered
+    )[0]
 
 
 def create_deliveries_of_events(
-    plan: Sequence[tuple[Event, list[Target]]], *, due: bool = True, kick_pump: bool = True
+    plan: Sequence[tuple[Event, list[Target]]],
+    *,
+    due: bool = True,
+    kick_pump: bool = True,
+    filtered: bool = True,
 ) -> list[list[str]]:
     """`create_deliveries` for many events at once: one statement for all their rows.
 
     A batch of 100 events made 100 statements (three quarters of `emit_many` on PostgreSQL).
 
     Returns:
-        Each event's deliveries' public ids, in the order of `plan` and of its targets.
+        Each event's deliveries' public ids, in the order of `plan` and of its targets
+        (without the targets that the endpoint's filter leaves out).
     """
+    if filtered:
+        plan = _apply_filters(plan)
     ops = connection.ops
     # PostgreSQL: due by the database's clock, not the web machine's (workers compare with it).
     db_clock = due and connection.vendor == "postgresql"
@@ -110,6 +134,45 @@ def create_deliveries_of_events(
     if due and kick_pump:
         transaction.on_commit(kick)
     return ids
+
+
+def _apply_filters(
+    plan: Sequence[tuple[Event, list[Target]]],
+) -> list[tuple[Event, list[Target]]]:
+    """The plan without the targets whose endpoint's filter an event's data does not match.
+
+    One query reads the filters of the endpoints in the plan that have one; each filter is
+    compiled once (and cached by lib.filters across calls).
+    """
+    endpoint_ids = {pk for _, targets in plan for pk, _ in targets if pk is not None}
+    if not endpoint_ids:
+        return list(plan)
+    rows = Endpoint.objects.filter(pk__in=endpoint_ids, filter__isnull=False).values_list(
+        "pk", "filter"
+    )
+    compiled: dict[int, Filter] = {}
+    for pk, spec in rows:
+        if not spec:
+            continue
+        try:
+            compiled[pk] = compile_filter(spec)
+        except FilterError:
+            # Validated on save, so only a row written by other means gets here; delivering
+            # loses nothing, where dropping would lose events silently.
+            log.exception("endpoint %s has an invalid filter; delivering unfiltered", pk)
+    if not compiled:
+        return list(plan)
+    return [
+        (
+            event,
+            [
+                (pk, url)
+                for pk, url in targets
+                if pk is None or pk not in compiled or compiled[pk].matches(event.data)
+            ],
+        )
+        for event, targets in plan
+    ]
 
 
 def emit(merchant: Merchant, type_name: str, data: Any, *, webhook_url: str | None = None) -> Event:
@@ -273,7 +336,8 @@ def send_test(endpoint: Endpoint, data: Any = None) -> Delivery:
         if data is None:
             data = test_data(endpoint)
         event = Event.objects.create_event(endpoint.merchant, "webhook.test", data)
-        (public_id,) = create_deliveries(event, [(endpoint.pk, "")], due=False)
+        # Unfiltered: the merchant asked for this delivery; "Test filter" says what matches.
+        (public_id,) = create_deliveries(event, [(endpoint.pk, "")], due=False, filtered=False)
     delivery = Delivery.objects.get(public_id=public_id)
     send_now(delivery)
     return delivery
