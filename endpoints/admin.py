@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import admin, messages
@@ -17,8 +17,8 @@ from django.utils.html import format_html
 from deliveries import observability
 from deliveries.engine import disable_endpoint, retry_failed
 from endpoints.models import Endpoint
-from lib.masking import mask_url_secrets
 from lib.custom_headers import mask_value
+from lib.masking import mask_url_secrets
 from lib.text import counted
 
 
