@@ -11,6 +11,9 @@ Paths choose the behaviour:
     /slow25/...  answer 200 after 25 s
     /poison/...  answer 429 with `Retry-After: 99999999999999`
     /fail/...    answer 500
+    /wait/MS/... answer 200 after MS milliseconds
+
+`POST /_heal` makes /hang/ answer 200 at once from then on (a hosting outage that ends).
 
 `GET /_stats` answers JSON: totals, duplicates, overlaps (a (path, webhook-id) that arrived again
 while an earlier request of it was still open: a second send while the first was in flight),
@@ -43,6 +46,7 @@ class Receiver:
         self.overlaps = 0
         self.active_by_kind: Counter[str] = Counter()
         self.max_by_kind: Counter[str] = Counter()
+        self.healed = asyncio.Event()  # /hang/ answers at once once set
 
     def record(self, path: str, webhook_id: str) -> None:
         key = (path, webhook_id)
@@ -57,6 +61,7 @@ class Receiver:
             "duplicates": total - len(self.counts),
             "max_per_id": max(self.counts.values(), default=0),
             "max_in_flight": self.max_active,
+            "active": self.active,
             "overlaps": self.overlaps,
             "max_in_flight_by_kind": dict(self.max_by_kind),
             "first_at": min(self.first_seen.values(), default=None),
@@ -111,6 +116,10 @@ class Receiver:
             self.first_seen.clear()
             self.max_active = self.overlaps = 0
             self.max_by_kind.clear()
+            self.healed.clear()
+            return 200, b"{}"
+        if method == "POST" and path == "/_heal":
+            self.healed.set()
             return 200, b"{}"
         key = (path, headers.get("webhook-id", ""))
         kind = path.split("/")[1] if path.count("/") > 1 else path
@@ -126,10 +135,20 @@ class Receiver:
             self.open[key] += 1
             try:
                 self.record(*key)
-                if path.startswith("/hang/"):
-                    # Open until the sender gives up and closes: then a retry is no overlap.
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(reader.read(1), 3600)
+                if path.startswith("/hang/") and not self.healed.is_set():
+                    # Open until the sender gives up and closes (then a retry is no overlap),
+                    # or the outage ends.
+                    closed = asyncio.ensure_future(reader.read(1))
+                    healed = asyncio.ensure_future(self.healed.wait())
+                    await asyncio.wait(
+                        {closed, healed}, timeout=3600, return_when="FIRST_COMPLETED"
+                    )
+                    for waiting in (closed, healed):
+                        waiting.cancel()
+                    if not self.healed.is_set():
+                        raise ConnectionError("the sender gave up")
+                if path.startswith("/wait/"):
+                    await asyncio.sleep(int(path.split("/")[2]) / 1000)
                 if path.startswith("/slow/"):
                     await asyncio.sleep(SLOW_SECONDS)
                 if path.startswith("/slow25/"):

@@ -33,6 +33,13 @@ TARGETS = [
     Target("hostile_neighbour", "failed_rq_jobs", "<=", 0, "issue 13"),
     Target("scaling", "run_worker_4_workers_ratio", ">=", 3.5, "issue 16"),
     Target("scaling", "rqworker_4_workers_ratio", ">=", 3.5, "issue 16"),
+    Target("outage", "healthy_p99_ms", "<=", 1000, "capacity"),
+    Target("outage", "after_outage_lost", "<=", 0, "capacity"),
+    Target("slow_peers", "healthy_p99_ms", "<=", 1000, "capacity"),
+    Target("crowd", "newcomer_p99_ms", "<=", 1000, "capacity"),
+    Target("crowd", "drain_ratio_largest_to_smallest", ">=", 0.8, "capacity"),
+    Target("database_restart", "all_written_seconds_after_restart", "<=", 30, "capacity"),
+    Target("database_restart", "sent_twice", "<=", 100, "capacity"),
 ]
 DATABASES = ("sqlite", "postgres")
 

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import harness
+from bench.capacity import on_postgres as capacity
 from bench.emit import emit_api
 from bench.harness import Receiver, prepare
 from bench.hostile import on_postgres
@@ -54,6 +55,10 @@ PLAN: list[tuple[str, tuple[str, ...], Scenario]] = [
     ("memory", BOTH, lambda r, q, ls: memory(r, 2_000 if q else 10_000, 10)),
     ("hostile_neighbour", PG, lambda r, q, ls: on_postgres(r, q)),
     ("scaling", PG, lambda r, q, ls: scaling(r, q)),
+    ("outage", PG, lambda r, q, ls: capacity("outage", r, q)),
+    ("slow_peers", PG, lambda r, q, ls: capacity("slow_peers", r, q)),
+    ("crowd", PG, lambda r, q, ls: capacity("crowd", r, q)),
+    ("database_restart", PG, lambda r, q, ls: capacity("database_restart", r, q)),
 ]
 NAMES = [name for name, _, _ in PLAN]
 CHILD_TIMEOUT = 2 * 3600  # seconds for the whole PostgreSQL run
