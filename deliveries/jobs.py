@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from deliveries.engine import pump_thread
 from deliveries.engine.notifying import send_endpoint_email
 from deliveries.engine.pumping import Pump
 from deliveries.engine.queueing import (
@@ -33,6 +34,8 @@ def pump(max_seconds: float | None = None) -> int:
         How many attempts were made.
     """
     pump_started()
+    if pump_thread.wake():
+        return 0  # this worker's pump thread does the sending (deliveries.worker)
     return Pump().run(max_seconds or settings.WEBHOOK_PUMP_SECONDS)
 
 

@@ -1,8 +1,9 @@
-"""The RQ worker class the project runs: a SimpleWorker with the sweep beside it.
+"""The RQ worker class the project runs: a SimpleWorker with the pump and the sweep beside it.
 
 SimpleWorker runs jobs in its own process: the forking default costs a fork per job
-(about 40 jobs a second against 220 on this kind of machine), and a pump job is
-long-lived anyway.
+(about 40 jobs a second against 220 on this kind of machine). The pump runs on a thread of its
+own (`deliveries.engine.pump_thread`), so RQ's loop only wakes it and runs side jobs
+(e-mails): a stalled mail server never stops claiming.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from rq import worker_registration
 from rq.worker import SimpleWorker
 
-from deliveries.engine import pumping
+from deliveries.engine import pump_thread, pumping
 from deliveries.engine.sweeping import Sweeper
 from lib import http
 
@@ -24,10 +25,12 @@ class DeliveryWorker(SimpleWorker):
         if not burst:
             self._sweeper = Sweeper(on_sweep=self.ensure_registered)
             self._sweeper.start()
+            pump_thread.start()
         try:
             return super().work(burst, *args, **kwargs)
         finally:
             self._stop_sweeper()
+            pump_thread.stop()
             self._finish_sends()
 
     def register_death(self) -> None:
@@ -35,6 +38,7 @@ class DeliveryWorker(SimpleWorker):
         # registry put it back (ensure_registered), and /healthz then counted a stopped
         # worker until its key expired (seen under load, a slower sweep widening the gap).
         self._stop_sweeper()
+        pump_thread.stop()
         self._finish_sends()  # while the worker still shows as alive
         super().register_death()
 

@@ -33,6 +33,7 @@ import time
 import uuid
 from queue import Empty, SimpleQueue
 from types import FrameType
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -387,7 +388,12 @@ class Pump:
             kick(force=True)  # there may be more: let another job (or worker) carry on
         return self.senders.sent - sent_before
 
-    def _loop(self, stop: StopFlag, deadline: float) -> bool:
+    def serve(self, stop: StopFlag | Any, until: float) -> bool:
+        """Claim and send until `until`, or until nothing is claimable and nothing in flight
+        (then True), or `stop.requested`; sends in flight go on after it returns."""
+        return self._loop(stop, until)
+
+    def _loop(self, stop: StopFlag | Any, deadline: float) -> bool:
         """Returns True when nothing was claimable and nothing is in flight.
 
         Each claim is a write transaction (on SQLite it holds the one write lock the API's
