@@ -197,3 +197,48 @@ def test_it_bounds_stuck_lookup_threads_and_frees_them_when_they_end(
     hanging_dns.release.set()
     wait_until(lambda: dns._lookups.running() == 0)
     assert post(fast_url, timeout=2).body == b"fast"
+
+
+def test_it_resolves_on_the_event_loop_without_blocking_it_or_other_names(
+    hanging_dns: HangingResolver, httpserver_ipv4: HTTPServer
+) -> None:
+    # The worker's sending core: 40 sends to one merchant's hanging name wait on DNS (at most
+    # 4 lookups for that name), while another name's sends on the same loop go through.
+    import asyncio
+
+    from lib.http.aio import AsyncClient
+
+    httpserver_ipv4.expect_request("/hook").respond_with_data("ok")
+    port = httpserver_ipv4.port
+
+    async def run() -> tuple[list[Any], float]:
+        client = AsyncClient()
+        try:
+            stuck = [
+                asyncio.ensure_future(
+                    client.post(f"http://slow.example:{port}/hook", b"{}", {},
+                                timeout=2, allowed_networks=LOOPBACK)
+                )
+                for _ in range(40)
+            ]  # fmt: skip
+            await asyncio.sleep(0.2)
+            started = time.monotonic()
+            fine = await asyncio.gather(
+                *[
+                    client.post(f"http://ok{n}.example:{port}/hook", b"{}", {},
+                                timeout=5, allowed_networks=LOOPBACK)
+                    for n in range(10)
+                ]
+            )  # fmt: skip
+            took = time.monotonic() - started
+            failed = await asyncio.gather(*stuck, return_exceptions=True)
+            return [*fine, *failed], took
+        finally:
+            await client.close()
+
+    results, took = asyncio.run(run())
+
+    assert [r.status for r in results[:10]] == [200] * 10
+    assert all(isinstance(r, http.TransportError) and r.status == 408 for r in results[10:])
+    assert took < 1.5  # not behind the hanging lookups (they wait 2 s)
+    assert hanging_dns.hanging <= 4  # one name holds at most four lookup threads
