@@ -41,13 +41,14 @@ STOCK = "rqworker"  # python manage.py rqworker --with-scheduler
 def on_postgres(name: str, receiver: Receiver, quick: bool) -> dict[str, Any]:
     from django.db import connection
 
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" and name != "claim_cost":
         raise RuntimeError(f"{name} runs on PostgreSQL: bench.run --database postgres")
     scenarios = {
         "outage": lambda: outage(receiver, 30 if quick else 100, 20 if quick else 60),
         "slow_peers": lambda: slow_peers(receiver, 20 if quick else 60),
         "crowd": lambda: crowd(receiver, [300, 3000] if quick else [1000, 10_000]),
         "database_restart": lambda: database_restart(receiver, 100),
+        "claim_cost": lambda: claim_cost([1000, 10_000] if quick else [1000, 10_000, 50_000]),
     }
     return scenarios[name]()
 
@@ -376,3 +377,23 @@ def database_restart(receiver: Receiver, sends: int) -> dict[str, Any]:
 
 def _active(receiver: Receiver) -> int:
     return int(receiver.stats()["active"])
+
+
+def claim_cost(sizes: list[int]) -> dict[str, Any]:
+    """Milliseconds per claim of 100 slots with N endpoints that have due work (one process)."""
+    from deliveries.engine.claiming import Load, claim
+    from lib.ids import new_id
+
+    results: dict[str, Any] = {}
+    for size in sizes:
+        clean_tables()
+        shops = _merchants(size, "Claim", lambda n: f"http://127.0.0.1:9/{n}")
+        _due_now(shops, 2)
+        timings = []
+        for _ in range(5):
+            started = time.perf_counter()
+            claimed = claim(new_id("bench"), 100, Load(capacity=1000))
+            timings.append((time.perf_counter() - started) * 1000)
+            assert claimed, "nothing claimed"
+        results[f"endpoints_{size}_ms_per_claim"] = round(sorted(timings)[2], 1)
+    return results

@@ -119,7 +119,7 @@ class EndpointAdmin(admin.ModelAdmin):
 
     @admin.display(description="URL", ordering="url")
     def short_url(self, obj: Endpoint) -> str:
-        url = obj.masked_url
+        url = mask_url_secrets(obj.url)  # query secrets and catch tokens too
         return format_html('<span title="{}">{}</span>', url, short(url, 36))
 
     @admin.display(description="Merchant", ordering="merchant__name")
