@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from accounts import (
     api,
     api_schema,  # noqa: F401  (registers the bearer-key scheme)
+    merchants_api,
     oauth_api,
 )
 from deliveries import api as deliveries_api
@@ -30,6 +31,8 @@ api_docs = ApiDocsView.as_view(url_name="api-schema")
 
 urlpatterns = [
     path("v1/oauth/token", oauth_api.oauth_token, name="api-oauth-token"),
+    path("v1/merchants", merchants_api.merchants, name="api-merchants"),
+    path("v1/merchants/<str:public_id>", merchants_api.merchant, name="api-merchant"),
     path("v1/webhooks", endpoints_api.webhooks, name="api-webhooks"),
     path("v1/webhook", endpoints_api.webhook_alias, name="api-webhook-alias"),
     path("v1/webhooks/<str:public_id>", endpoints_api.webhook, name="api-webhook"),

@@ -275,6 +275,8 @@ OAUTH2_PROVIDER = {
 }
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 API_RATE_LIMIT = config.get_rate("API_RATE_LIMIT", "6000/minute")
+# Requests per operator key (the POS platform's own credential), apart from merchants'.
+OPERATOR_API_RATE_LIMIT = config.get_rate("OPERATOR_API_RATE_LIMIT", "60000/minute")
 # Event bodies are capped at 256 KiB; nothing else the API takes comes close to 1 MiB.
 MAX_EVENT_BYTES = 256 * 1024
 # JSON nested deeper than this is refused with a 400 (Python's parser would hit its
