@@ -207,3 +207,20 @@ class RecoverInput(serializers.Serializer):
         "from now (24h, 7d, 30m, as `manage.py recover_deliveries --since`) or an ISO 8601 "
         "date or date-time (UTC unless it says otherwise)."
     )
+
+
+class ReplayInput(serializers.Serializer):
+    since = SinceField(
+        help_text="Send the events stored at or after this time (within the retention "
+        "window): a duration back from now (24h, 7d, 30m) or an ISO 8601 date or date-time."
+    )
+    event_types = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        required=False,
+        default=list,
+        max_length=200,
+        help_text="Only these types (of those the webhook subscribes to); empty means all.",
+    )
+    dry_run = serializers.BooleanField(
+        required=False, default=False, help_text="Only count what would be sent; send nothing."
+    )

@@ -47,6 +47,11 @@ urlpatterns = [
         endpoints_api.webhook_recover,
         name="api-webhook-recover",
     ),
+    path(
+        "v1/webhooks/<str:public_id>/replay",
+        endpoints_api.webhook_replay,
+        name="api-webhook-replay",
+    ),
     path("v1/events", deliveries_api.events, name="api-events"),
     path("v1/events/batch", deliveries_api.events_batch, name="api-events-batch"),
     path("v1/events/<str:public_id>", deliveries_api.event, name="api-event"),
