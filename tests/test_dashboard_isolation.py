@@ -98,7 +98,9 @@ def kwargs_for(pattern: URLPattern, owned: dict[str, str | int]) -> dict[str, st
         return {"public_id": owned["delivery"]}
     if view_module == "tooling.views":
         return {"public_id": owned["inspector"]}
-    assert view_module == "endpoints.views", f"{pattern.name}: which object is it about?"
+    assert view_module in ("endpoints.views", "endpoints.replay_views"), (
+        f"{pattern.name}: which object is it about?"
+    )
     return {"public_id": owned["endpoint"]}
 
 

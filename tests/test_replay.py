@@ -3,6 +3,7 @@ worker and a real receiver on 127.0.0.1."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -129,3 +130,53 @@ def test_it_lets_other_merchants_through_while_a_replay_drains(
     paths = [r.path for r in receiver.requests]
     # The other merchant's event did not wait behind the replay's backlog.
     assert paths.index("/other") < len(paths) - 1 - paths[::-1].index("/slow") - 30
+
+
+def _flashes(client: Client, response: Any) -> list[str]:
+    while response.status_code in (301, 302):
+        response = client.get(response["Location"])
+    return re.findall(
+        r'<div class="message [^"]+" role="\w+">(.*?)</div>', response.content.decode()
+    )
+
+
+def test_it_offers_past_events_on_the_dashboard_with_the_count_first(
+    merchant: Merchant,
+    owner: Any,
+    outsider: Any,
+    make_endpoint: Callable[..., Endpoint],
+) -> None:
+    for n in range(3):
+        emit(merchant, "receipts.update", {"n": n})
+    old = emit(merchant, "receipts.update", {"old": True})
+    Event.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=3))
+    endpoint = make_endpoint("http://127.0.0.1:9/hook")
+    client = Client()
+    client.force_login(owner)
+    detail = client.get(f"/webhooks/{endpoint.public_id}/").content.decode()
+    assert f"/webhooks/{endpoint.public_id}/past-events/" in detail
+
+    page = client.get(f"/webhooks/{endpoint.public_id}/past-events/").content.decode()
+    assert "3 past events</strong> will be sent" in page
+    week = client.get(f"/webhooks/{endpoint.public_id}/past-events/?days=7").content.decode()
+    assert "4 past events</strong> will be sent" in week
+    assert not Delivery.objects.exists()  # counting sent nothing
+
+    sent = client.post(f"/webhooks/{endpoint.public_id}/past-events/send/", {"days": "7"})
+    assert _flashes(client, sent)[0].startswith("Sending 4 past events")
+    assert Delivery.objects.filter(endpoint=endpoint).count() == 4
+    again = client.post(f"/webhooks/{endpoint.public_id}/past-events/send/", {"days": "7"})
+    assert "nothing to send" in _flashes(client, again)[0]
+    assert Delivery.objects.filter(endpoint=endpoint).count() == 4
+
+    bad = client.post(f"/webhooks/{endpoint.public_id}/past-events/send/", {"days": "365"})
+    assert "nothing was sent" in _flashes(client, bad)[0]
+    assert Delivery.objects.count() == 4
+
+    other = Client()
+    other.force_login(outsider)
+    assert other.get(f"/webhooks/{endpoint.public_id}/past-events/").status_code == 404
+    refused = other.post(f"/webhooks/{endpoint.public_id}/past-events/send/", {"days": "7"})
+    assert refused.status_code == 404
+    assert Client().post(f"/webhooks/{endpoint.public_id}/past-events/send/").status_code == 302
+    assert Delivery.objects.count() == 4
