@@ -13,6 +13,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
@@ -23,6 +24,7 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts import portal
 from accounts.api import ApiError, IsOperator, check_params, limit_param
 from accounts.models import Merchant, OperatorRequestKey
 
@@ -270,3 +272,75 @@ def merchant(request: Request, public_id: str) -> Response:
         _save(found)
         found.refresh_from_db()
     return _one(found)
+
+
+class PortalLinkInput(serializers.Serializer):
+    expires_in_minutes = serializers.IntegerField(
+        required=False,
+        default=portal.DEFAULT_LINK_MINUTES,
+        min_value=1,
+        max_value=portal.MAX_LINK_MINUTES,
+        help_text="How long the link may be opened: 1 to 60 minutes (default 5).",
+    )
+    session_minutes = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=7 * 24 * 60,
+        help_text="How long the dashboard session lasts (default PORTAL_SESSION_MINUTES).",
+    )
+    embed = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="A layout without the top navigation, for an iframe in your back office "
+        "(allowed only for the origins in PORTAL_FRAME_ANCESTORS). `?embed=1` does the same.",
+    )
+
+
+PortalLinkOutput = inline_serializer(
+    "PortalLink",
+    {
+        "url": serializers.URLField(),
+        "expires_at": _Timestamp(),
+        "embed": serializers.BooleanField(),
+    },
+)
+
+
+@extend_schema(
+    request=PortalLinkInput,
+    parameters=[OpenApiParameter("embed", str, description="`1` for an embeddable session.")],
+    responses={201: PortalLinkOutput},
+    operation_id="merchants_portal_links_create",
+    description="A one-time link that signs a browser into this merchant's dashboard without "
+    "a password. Operator key only; rate limited per merchant (PORTAL_LINK_RATE_LIMIT).",
+)
+@api_view(["POST"])
+@permission_classes([IsOperator])
+def portal_links(request: Request, public_id: str) -> Response:
+    found = get_merchant_for_operator(public_id)
+    check_params(request, {"embed"})
+    form = PortalLinkInput(data=request.data)
+    form.is_valid(raise_exception=True)
+    data = form.validated_data
+    embed = data["embed"] or request.query_params.get("embed") in ("1", "true")
+    if embed and not settings.PORTAL_FRAME_ANCESTORS:
+        message = "Embedding is off: set PORTAL_FRAME_ANCESTORS to the origins of your back office."
+        raise ApiError(400, "invalid_request", message, {"embed": message})
+    limit, window = settings.PORTAL_LINK_RATE_LIMIT
+    allowed, wait = portal.within_rate(f"issue:{found.pk}", limit, window)
+    if not allowed:
+        message = f"At most {limit} sign-in links per merchant every {window} seconds."
+        raise ApiError(429, "rate_limited", message, retry_after=wait)
+    link, url = portal.issue(
+        found,
+        minutes=data["expires_in_minutes"],
+        embed=embed,
+        session_minutes=data.get("session_minutes"),
+        operator=request.auth.operator,
+    )
+    response = Response(
+        {"url": url, "expires_at": _Timestamp().to_representation(link.expires_at), "embed": embed},
+        status=status.HTTP_201_CREATED,
+    )
+    response["Cache-Control"] = "no-store"
+    return response

@@ -382,3 +382,28 @@ class OperatorRequestKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class PortalLink(models.Model):
+    """A one-time sign-in link into one merchant's dashboard, made by the operator API.
+
+    Only the SHA-256 of its token is stored; `used_at` is set by the one conditional UPDATE
+    that redeems it, so a link signs in at most once however many tabs open it.
+    """
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    embed = models.BooleanField(default=False)
+    session_seconds = models.PositiveIntegerField()
+    created_by = models.ForeignKey(
+        OperatorKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"], name="portal_link_expires")]
+
+    def __str__(self) -> str:
+        return f"portal link for {self.merchant_id} until {self.expires_at:%Y-%m-%d %H:%M}"

@@ -46,6 +46,8 @@ UNSCOPED = {
     "confirm_remove_loyalty_app",
     "remove_loyalty_app",
     "catalogue",
+    # A sign-in link: its one-time token is the credential (tests/test_portal_links.py).
+    "portal_sign_in",
     # The inspector's public URL: its unguessable token is the credential, not a login.
     "catch",
     "catch_no_slash",

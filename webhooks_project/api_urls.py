@@ -33,6 +33,11 @@ urlpatterns = [
     path("v1/oauth/token", oauth_api.oauth_token, name="api-oauth-token"),
     path("v1/merchants", merchants_api.merchants, name="api-merchants"),
     path("v1/merchants/<str:public_id>", merchants_api.merchant, name="api-merchant"),
+    path(
+        "v1/merchants/<str:public_id>/portal-links",
+        merchants_api.portal_links,
+        name="api-merchant-portal-links",
+    ),
     path("v1/webhooks", endpoints_api.webhooks, name="api-webhooks"),
     path("v1/webhook", endpoints_api.webhook_alias, name="api-webhook-alias"),
     path("v1/webhooks/<str:public_id>", endpoints_api.webhook, name="api-webhook"),

@@ -9,6 +9,7 @@ ALLOWED_HOSTS, DATABASE_URL and REDIS_URL.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -73,6 +74,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "webhooks_project.nul.RefuseNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before the session: it adjusts the cookies and framing headers set after it.
+    "webhooks_project.portal_frame.PortalFrameMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -275,6 +278,19 @@ OAUTH2_PROVIDER = {
 }
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 API_RATE_LIMIT = config.get_rate("API_RATE_LIMIT", "6000/minute")
+# Sign-in links (operator API): how long the dashboard session they start lasts, which
+# origins may frame an embedded session (CSP frame-ancestors, e.g. https://backoffice.example),
+# how many links one merchant may get and how many one address may open per window.
+PORTAL_SESSION_MINUTES = config.get_int("PORTAL_SESSION_MINUTES", 60, minimum=1)
+PORTAL_FRAME_ANCESTORS = config.get_list("PORTAL_FRAME_ANCESTORS", [])
+for _origin in PORTAL_FRAME_ANCESTORS:
+    if not re.fullmatch(r"https?://[A-Za-z0-9.*:\[\]-]+", _origin):
+        raise ImproperlyConfigured(
+            f"PORTAL_FRAME_ANCESTORS: expected origins like https://backoffice.example, "
+            f"got {_origin!r}"
+        )
+PORTAL_LINK_RATE_LIMIT = config.get_rate("PORTAL_LINK_RATE_LIMIT", "30/minute")
+PORTAL_REDEEM_RATE_LIMIT = config.get_rate("PORTAL_REDEEM_RATE_LIMIT", "30/minute")
 # Requests per operator key (the POS platform's own credential), apart from merchants'.
 OPERATOR_API_RATE_LIMIT = config.get_rate("OPERATOR_API_RATE_LIMIT", "60000/minute")
 # Event bodies are capped at 256 KiB; nothing else the API takes comes close to 1 MiB.
