@@ -256,7 +256,7 @@ class BearerKeyAuthentication(BaseAuthentication):
                 )
             merchant = None
             if named:
-                merchant = Merchant.objects.filter(public_id=named).first()
+                merchant = Merchant.objects.tenants().filter(public_id=named).first()
                 if merchant is None:
                     raise _unknown_merchant(named)
             return (ApiKeyUser(f"operator:{operator.prefix}"), OperatorAccess(operator, merchant))

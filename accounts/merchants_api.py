@@ -161,13 +161,15 @@ def merchants(request: Request) -> Response:
         return _create(request)
     check_params(request, LIST_PARAMS)
     limit = limit_param(request)
-    qs: QuerySet[Merchant] = Merchant.objects.order_by("id")
+    qs: QuerySet[Merchant] = Merchant.objects.tenants().order_by("id")
     external_id = request.query_params.get("external_id")
     if external_id:
         qs = qs.filter(external_id=external_id)
     after = request.query_params.get("after")
     if after:
-        start = Merchant.objects.filter(public_id=after).values_list("pk", flat=True).first()
+        start = (
+            Merchant.objects.tenants().filter(public_id=after).values_list("pk", flat=True).first()
+        )
         if start is None:
             message = f"No merchant with id {after!r}: send the previous page's next_cursor."
             raise ApiError(400, "invalid_request", message, {"after": message})
@@ -241,7 +243,7 @@ def _known(key: str, fingerprint: str) -> Response | None:
 
 
 def get_merchant_for_operator(public_id: str) -> Merchant:
-    return get_object_or_404(Merchant, public_id=public_id)
+    return get_object_or_404(Merchant.objects.tenants(), public_id=public_id)
 
 
 @extend_schema(methods=["GET"], responses=MerchantEnvelope, operation_id="merchants_retrieve")

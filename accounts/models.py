@@ -23,6 +23,24 @@ def _merchant_id() -> str:
     return new_id("mrc")
 
 
+PLATFORM_MERCHANT_NAME = "Platform operator"
+
+
+class MerchantQuerySet(models.QuerySet["Merchant"]):
+    def tenants(self) -> MerchantQuerySet:
+        """The POS platform's merchants, without the operator's own row."""
+        return self.filter(is_platform=False)
+
+    def platform(self) -> Merchant:
+        """The operator's own row: its webhooks get the operational events about merchants'."""
+        found = self.filter(is_platform=True).first()
+        if found is None:
+            found, _ = self.get_or_create(
+                is_platform=True, defaults={"name": PLATFORM_MERCHANT_NAME}
+            )
+        return found
+
+
 class Merchant(models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=_merchant_id, editable=False)
     name = models.CharField(max_length=200)
@@ -60,14 +78,26 @@ class Merchant(models.Model):
         blank=True,
         help_text="Events with a one-off webhook_url per hour; empty means the default.",
     )
+    # The platform operator's own row (at most one): its endpoints are the operator's
+    # webhooks, which receive operational events about the merchants' endpoints.
+    is_platform = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     LIMITS = ("webhooks", "api_keys", "inspectors", "one_off_per_hour")
+
+    objects = MerchantQuerySet.as_manager()
 
     class Meta:
         # The table kept its name when the model moved here from the endpoints app.
         db_table = "endpoints_merchant"
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_platform"],
+                condition=models.Q(is_platform=True),
+                name="one_platform_merchant",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.public_id})"

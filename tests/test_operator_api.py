@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 from typing import Any
 
-import pytest
 from django.core.management import call_command
 from django.test import Client
 from django.urls import URLPattern, reverse
@@ -22,19 +21,10 @@ OPERATOR_ONLY = {
     "api-merchant",
     "api-merchant-portal-links",
     "api-operator-webhooks",
+    "api-operator-webhook",
 }
 # Paths that need no credential at all.
 PUBLIC = {"api-oauth-token", "api-schema", "api-docs"}
-
-
-@pytest.fixture
-def operator_key(db: None) -> str:
-    return OperatorKey.issue("Back office")[1]
-
-
-@pytest.fixture
-def operator(operator_key: str) -> Client:
-    return Client(headers={"authorization": f"Bearer {operator_key}"})
 
 
 def as_merchant(operator_key: str, merchant: Merchant) -> Client:
@@ -233,6 +223,9 @@ def test_it_walks_every_api_path_with_operator_and_merchant_keys(
         "api-event": event,
         "api-delivery": delivery,
         "api-merchant": merchant,
+        "api-operator-webhook": Endpoint.objects.create(
+            merchant=Merchant.objects.platform(), url="http://127.0.0.1:9/ops"
+        ),
     }
     bare_operator = Client(headers={"authorization": f"Bearer {operator_key}"})
     operator_for_outsider = as_merchant(operator_key, outsider_merchant)
@@ -268,7 +261,7 @@ def test_it_walks_every_api_path_with_operator_and_merchant_keys(
     delivery.refresh_from_db()
     assert endpoint.is_enabled and delivery.status == "failed"
     assert Merchant.objects.filter(pk=merchant.pk).exists()
-    assert Event.objects.count() == 1 and Endpoint.objects.count() == 1
+    assert Event.objects.count() == 1 and Endpoint.objects.count() == 2
 
 
 def test_it_counts_operator_requests_apart_from_merchants(

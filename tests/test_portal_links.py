@@ -19,11 +19,6 @@ from tests.conftest import Answer, Receiver
 BACK_OFFICE = "https://backoffice.example"
 
 
-@pytest.fixture
-def operator(db: None) -> Client:
-    return Client(headers={"authorization": f"Bearer {OperatorKey.issue('Back office')[1]}"})
-
-
 @pytest.fixture(autouse=True)
 def _fresh_limits(redis_conn: Any) -> None:
     """Rate limit counters live in the test Redis, emptied around each test."""

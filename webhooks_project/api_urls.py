@@ -11,6 +11,7 @@ from accounts import (
 )
 from deliveries import api as deliveries_api
 from endpoints import api as endpoints_api
+from endpoints import operator_api
 from tooling import loyalty_api
 
 
@@ -37,6 +38,12 @@ urlpatterns = [
         "v1/merchants/<str:public_id>/portal-links",
         merchants_api.portal_links,
         name="api-merchant-portal-links",
+    ),
+    path("v1/operator-webhooks", operator_api.operator_webhooks, name="api-operator-webhooks"),
+    path(
+        "v1/operator-webhooks/<str:public_id>",
+        operator_api.operator_webhook,
+        name="api-operator-webhook",
     ),
     path("v1/webhooks", endpoints_api.webhooks, name="api-webhooks"),
     path("v1/webhook", endpoints_api.webhook_alias, name="api-webhook-alias"),

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db.models import F, Q
 
 from deliveries.results import AttemptResult
+from deliveries.signals import breaker_closing, breaker_opened
 from endpoints.models import Endpoint
 
 OPEN = Endpoint.BreakerState.OPEN
@@ -50,6 +51,7 @@ def update(results: Sequence[AttemptResult], now: datetime) -> set[int]:
         elif not result.permanent:  # a refused address is our policy, not the receiver
             silent[endpoint_id] += 1
     if answered:
+        breaker_closing.send(Endpoint, endpoint_ids=answered)
         Endpoint.objects.filter(pk__in=answered).filter(
             Q(breaker_state=OPEN) | Q(breaker_failures__gt=0)
         ).update(breaker_state=CLOSED, breaker_failures=0, breaker_trips=0, breaker_probe_at=None)
@@ -70,4 +72,5 @@ def update(results: Sequence[AttemptResult], now: datetime) -> set[int]:
             breaker_state=OPEN, breaker_trips=trips + 1, breaker_probe_at=now + pause(trips)
         ):
             opened.add(endpoint_id)
+    breaker_opened.send(Endpoint, endpoint_ids=opened, now=now)
     return opened
