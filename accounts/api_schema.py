@@ -12,7 +12,12 @@ class BearerKeyScheme(OpenApiAuthenticationExtension):
     name = "bearerAuth"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {"type": "http", "scheme": "bearer", "bearerFormat": "API key (whk_...)"}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "API key (whk_...), OAuth token, or operator key (whop_...) with a "
+            "Merchant-Id header",
+        }
 
 
 ERROR_SCHEMA = {
@@ -34,6 +39,8 @@ ERROR_SCHEMA = {
 _ERRORS = {
     "400": "Invalid input: `error.fields` says what is wrong with which field.",
     "401": "Missing, malformed or revoked API key.",
+    "403": "Not allowed: a merchant's key on the platform's paths (`operator_key_required`), "
+    "or a per-merchant limit reached (`limit_reached`).",
     "404": "No such object (another merchant's objects do not exist for you).",
     "405": "Method not allowed on this path.",
     "409": "Conflict: the object is not in a state that allows this action, or an "
