@@ -63,3 +63,28 @@ def add_error_responses(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
                     status, {"description": description, "content": ref}
                 )
     return result
+
+
+MERCHANT_HEADER_PARAMETER = {
+    "in": "header",
+    "name": "Merchant-Id",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "With an operator key: the merchant (mrc_...) this request acts for; "
+    "required with an operator key (400 `merchant_required` without it). A merchant's own key "
+    "may only name its own merchant.",
+}
+# The platform's own paths: they act for no one merchant.
+OPERATOR_PATH_PREFIXES = ("/api/v1/merchants", "/api/v1/operator-webhooks", "/api/v1/oauth/")
+
+
+def add_merchant_header(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: `Merchant-Id` on every path that acts for one
+    merchant."""
+    for path, operations in result.get("paths", {}).items():
+        if path.startswith(OPERATOR_PATH_PREFIXES):
+            continue
+        for operation in operations.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                operation.setdefault("parameters", []).append(MERCHANT_HEADER_PARAMETER)
+    return result

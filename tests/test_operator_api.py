@@ -276,3 +276,26 @@ def test_it_counts_operator_requests_apart_from_merchants(
     assert limited.status_code == 429 and limited["Retry-After"]
     # The merchant's own budget was not spent by its platform.
     assert merchant_key_client(merchant).get("/api/v1/webhooks").status_code == 200
+
+
+def test_it_documents_the_operator_api_in_the_openapi_schema(db: None) -> None:
+    schema = Client().get("/api/v1/openapi.json").json()
+    paths = schema["paths"]
+    for path in (
+        "/api/v1/merchants",
+        "/api/v1/merchants/{public_id}",
+        "/api/v1/merchants/{public_id}/portal-links",
+        "/api/v1/operator-webhooks",
+        "/api/v1/webhooks/{public_id}/replay",
+    ):
+        assert path in paths, path
+
+    def header_names(path: str, method: str) -> set[str]:
+        params = paths[path][method].get("parameters", [])
+        return {p["name"] for p in params if p["in"] == "header"}
+
+    assert "Merchant-Id" in header_names("/api/v1/webhooks", "post")
+    assert "Merchant-Id" in header_names("/api/v1/events", "post")
+    assert "Merchant-Id" not in header_names("/api/v1/merchants", "post")
+    assert "Idempotency-Key" in header_names("/api/v1/merchants", "post")
+    assert "403" in paths["/api/v1/merchants"]["get"]["responses"]

@@ -254,6 +254,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "accounts.api_schema.add_error_responses",
+        "accounts.api_schema.add_merchant_header",
     ],
 }
 # OAuth 2.0 client credentials (myPOS: "the generated oAuth Token"): a merchant's client
