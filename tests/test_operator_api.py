@@ -4,6 +4,7 @@ by naming it in a `Merchant-Id` header; a merchant's key never reaches another m
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 from django.core.management import call_command
@@ -299,3 +300,24 @@ def test_it_documents_the_operator_api_in_the_openapi_schema(db: None) -> None:
     assert "Merchant-Id" not in header_names("/api/v1/merchants", "post")
     assert "Idempotency-Key" in header_names("/api/v1/merchants", "post")
     assert "403" in paths["/api/v1/merchants"]["get"]["responses"]
+
+
+def test_it_adds_operator_keys_in_the_admin_shown_once_and_revokes_them(
+    staff_client: Client,
+) -> None:
+    added = staff_client.post(
+        "/admin/accounts/operatorkey/add/", {"name": "From the admin"}, follow=True
+    )
+    assert added.status_code == 200
+    shown = re.search(r"whop_[A-Za-z0-9_-]+", added.content.decode())
+    assert shown is not None
+    key = OperatorKey.objects.get()
+    assert key.name == "From the admin" and OperatorKey.objects.authenticate(shown.group(0)) == key
+    listing = staff_client.get("/admin/accounts/operatorkey/").content.decode()
+    assert shown.group(0) not in listing and key.key_hash not in listing
+    staff_client.post(
+        "/admin/accounts/operatorkey/",
+        {"action": "revoke", "_selected_action": [key.pk]},
+        follow=True,
+    )
+    assert OperatorKey.objects.authenticate(shown.group(0)) is None
