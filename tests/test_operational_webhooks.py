@@ -230,3 +230,31 @@ def test_it_lets_a_merchant_subscribe_to_its_own_webhooks_events(
     assert Event.objects.filter(merchant=merchant).count() == 1
     assert every.is_enabled
     assert EventType.objects.filter(category__slug="platform").count() == 7
+
+
+def test_it_adds_operator_webhooks_in_the_admin_with_the_secret_shown_once(
+    staff_client: Client,
+) -> None:
+    platform_types = EventType.objects.filter(category__slug="platform")
+    added = staff_client.post(
+        "/admin/endpoints/operatorwebhook/add/",
+        {
+            "url": "http://127.0.0.1:9/ops",
+            "description": "Back office",
+            "event_types": [platform_types.get(name="endpoint.disabled").pk],
+        },
+        follow=True,
+    )
+    assert added.status_code == 200
+    webhook = Endpoint.objects.get()
+    assert webhook.merchant.is_platform
+    assert webhook.secret in added.content.decode()
+    assert [t.name for t in webhook.event_types.all()] == ["endpoint.disabled"]
+    page = staff_client.get(f"/admin/endpoints/operatorwebhook/{webhook.pk}/change/")
+    assert webhook.secret not in page.content.decode()
+    # Only operational types are offered.
+    assert "receipts.update" not in page.content.decode()
+    refused = staff_client.post(
+        "/admin/endpoints/operatorwebhook/add/", {"url": "ftp://nope"}, follow=True
+    )
+    assert refused.status_code == 200 and Endpoint.objects.count() == 1
