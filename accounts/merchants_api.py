@@ -43,6 +43,15 @@ class _Timestamp(serializers.DateTimeField):
         return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class TextField(serializers.CharField):
+    """A string, not a number made into one: `"external_id": 42` is a 400, not "42"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be a string.")
+        return super().to_internal_value(data)
+
+
 class MerchantLimits(serializers.Serializer):
     webhooks = serializers.IntegerField(min_value=0, allow_null=True, required=False)
     api_keys = serializers.IntegerField(min_value=0, allow_null=True, required=False)
@@ -51,8 +60,8 @@ class MerchantLimits(serializers.Serializer):
 
 
 class MerchantInput(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    external_id = serializers.CharField(
+    name = TextField(max_length=200)
+    external_id = TextField(
         max_length=200,
         required=False,
         allow_null=True,

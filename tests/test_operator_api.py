@@ -321,3 +321,12 @@ def test_it_adds_operator_keys_in_the_admin_shown_once_and_revokes_them(
         follow=True,
     )
     assert OperatorKey.objects.authenticate(shown.group(0)) is None
+
+
+def test_it_refuses_numbers_where_the_merchant_api_takes_text(operator: Client) -> None:
+    response = operator.post(
+        "/api/v1/merchants", {"name": 7, "external_id": 42}, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"name", "external_id"}
+    assert not Merchant.objects.exists()

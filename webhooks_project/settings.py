@@ -242,7 +242,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "POS Webhooks API",
     "DESCRIPTION": (
         "Manage webhooks (request and response shapes of myPOS's webhook API), emit POS "
-        "events, and inspect deliveries. Authenticate with `Authorization: Bearer <API key>`."
+        "events, and inspect deliveries. Authenticate with `Authorization: Bearer <API key>`. "
+        "The POS platform's operator key (`whop_...`) also manages merchants, sign-in links and "
+        "operational webhooks, and acts for one merchant with a `Merchant-Id` header."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
