@@ -20,12 +20,13 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.decorators import api_view, permission_classes
+from rest_framework.decorators import api_view, parser_classes, permission_classes
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import portal
-from accounts.api import ApiError, IsOperator, check_params, limit_param
+from accounts.api import ApiError, IsOperator, JSONParser, check_params, limit_param
 from accounts.models import Merchant, OperatorRequestKey
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -327,6 +328,8 @@ PortalLinkOutput = inline_serializer(
 )
 @api_view(["POST"])
 @permission_classes([IsOperator])
+# Multipart too: a bare POST from an HTTP library that defaults to it keeps working.
+@parser_classes([JSONParser, FormParser, MultiPartParser])
 def portal_links(request: Request, public_id: str) -> Response:
     found = get_merchant_for_operator(public_id)
     check_params(request, {"embed"})

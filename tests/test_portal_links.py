@@ -191,3 +191,14 @@ def test_it_shows_the_embedded_dashboard_in_a_back_office_iframe(
             page.goto(f"{origin}/plain")
     finally:
         parent.stop()
+
+
+def test_it_takes_a_bare_post_and_signs_in_the_link_opener_not_an_earlier_user(
+    operator: Client, merchant: Merchant, outsider: Any
+) -> None:
+    made = operator.post(f"/api/v1/merchants/{merchant.public_id}/portal-links")
+    assert made.status_code == 201, made.content
+    browser = Client()
+    browser.force_login(outsider)
+    assert browser.get(path_of(made.json()["url"])).status_code == 302
+    assert signed_in_as(browser) == merchant
