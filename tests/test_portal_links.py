@@ -202,3 +202,26 @@ def test_it_takes_a_bare_post_and_signs_in_the_link_opener_not_an_earlier_user(
     browser.force_login(outsider)
     assert browser.get(path_of(made.json()["url"])).status_code == 302
     assert signed_in_as(browser) == merchant
+
+
+def test_it_prunes_links_a_day_after_they_expired_and_old_operator_keys(
+    operator: Client, merchant: Merchant
+) -> None:
+    from accounts.models import OperatorRequestKey
+    from operations.retention import prune_idempotency_keys
+
+    make_link(operator, merchant)
+    operator.post(
+        "/api/v1/merchants",
+        {"name": "Keyed"},
+        content_type="application/json",
+        headers={"Idempotency-Key": "k-1"},
+    )
+    now = timezone.now()
+    assert prune_idempotency_keys(now) == 0
+    assert PortalLink.objects.count() == 1 and OperatorRequestKey.objects.count() == 1
+    later = now + timedelta(days=1, hours=1)
+    assert prune_idempotency_keys(later, dry_run=True) == 2
+    assert prune_idempotency_keys(later) == 2
+    assert not PortalLink.objects.exists() and not OperatorRequestKey.objects.exists()
+    assert Merchant.objects.filter(name="Keyed").exists()
