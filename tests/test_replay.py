@@ -74,6 +74,8 @@ def test_it_replays_only_the_types_asked_for(
 ) -> None:
     emit(merchant, "receipts.update", {})
     emit(merchant, "customers.update", {})
+    # An operational event stored for the merchant: not for "all events" webhooks.
+    Event.objects.create_event(merchant, "endpoint.disabled", {"reason": "merchant"})
     endpoint = make_endpoint("http://127.0.0.1:9/all", ())  # no types: every type
     only = replay(api, endpoint, since="24h", event_types=["customers.update"], dry_run=True)
     assert only.json()["count"] == 1

@@ -24,6 +24,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from catalogue.models import EventType
+from catalogue.seed import PLATFORM_CATEGORY
 from deliveries.engine.creating import Target, create_deliveries_of_events
 from deliveries.models import Delivery, Event
 from endpoints.models import Endpoint
@@ -68,6 +69,9 @@ def missing_events(
     subscribed = list(endpoint.event_types.values_list("name", flat=True))
     if subscribed:
         qs = qs.filter(event_type__name__in=subscribed)
+    else:
+        # "All events" takes no operational ones, live or replayed (deliveries/operational.py).
+        qs = qs.exclude(event_type__category__slug=PLATFORM_CATEGORY)
     names = sorted(set(type_names))
     if names:
         known = set(EventType.objects.filter(name__in=names).values_list("name", flat=True))
