@@ -158,9 +158,16 @@ def test_it_tells_of_paused_recovered_failing_and_exhausted_deliveries(
     assert exhausted["event_type"] == "customers.update"
     assert exhausted["last_status_code"] == 404
 
-    settings.WEBHOOK_AUTO_DISABLE_SECONDS = 4  # warned at 2 s, disabled at 4 s
+    # Warned from 3 s, disabled from 6 s: with a retry every second, attempts land in both.
+    settings.WEBHOOK_AUTO_DISABLE_SECONDS = 6
     receiver.routes["/down"] = Answer(503, b"down")
-    down = make_endpoint(receiver.url("/down"), ("products.update",))
+    down = make_endpoint(
+        receiver.url("/down"),
+        ("products.update",),
+        retry_policy="fixed",
+        fixed_retries=30,
+        fixed_cooldown_seconds=1,
+    )
     emit(merchant, "products.update", {})
     work(
         until=lambda: (
