@@ -133,6 +133,8 @@ def _failing(sender: Any, endpoint_id: int, **kwargs: Any) -> None:
 
 @receiver(signals.breaker_opened)
 def _paused(sender: Any, endpoint_ids: set[int], **kwargs: Any) -> None:
+    if not endpoint_ids:
+        return  # sent after every batch; most open nothing
     for pk, probe_at in Endpoint.objects.filter(pk__in=endpoint_ids).values_list(
         "pk", "breaker_probe_at"
     ):
