@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.validators import MinValueValidator
-from django.db.models import Field
+from django.db.models import Field, QuerySet
+from django.forms import ModelForm
 from django.http import HttpRequest
+from django.utils import timezone
 
-from accounts.models import ApiKey, Merchant, OAuthClient, User
+from accounts.models import ApiKey, Merchant, OAuthClient, OperatorKey, User
 
 
 @admin.register(Merchant)
@@ -34,7 +36,7 @@ class MerchantAdmin(admin.ModelAdmin):
             field.help_text = f"{db_field.help_text.split(';')[0]}; empty means {default}."
         return field
 
-    search_fields = ["name", "public_id"]
+    search_fields = ["name", "public_id", "external_id"]
     readonly_fields = ["public_id", "event_sequence", "created_at"]
     exclude = ["webhook_secret"]
 
@@ -101,3 +103,38 @@ def _unregister_toolkit_admin() -> None:
 
 
 _unregister_toolkit_admin()
+
+
+@admin.register(OperatorKey)
+class OperatorKeyAdmin(admin.ModelAdmin):
+    """The POS platform's keys: added here (shown once, in a message), revoked, never shown."""
+
+    list_display = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    search_fields = ["name", "prefix"]
+    fields = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: OperatorKey | None = None
+    ) -> list[str]:
+        if obj is None:
+            return ["prefix", "created_at", "last_used_at", "revoked_at"]
+        return ["name", "prefix", "created_at", "last_used_at"]
+
+    def save_model(
+        self, request: HttpRequest, obj: OperatorKey, form: ModelForm, change: bool
+    ) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        issued, raw = OperatorKey.issue(obj.name)
+        obj.pk, obj.prefix, obj.key_hash = issued.pk, issued.prefix, issued.key_hash
+        messages.warning(
+            request,
+            f"The operator key, shown this once (only its hash is kept): {raw}",
+        )
+
+    @admin.action(description="Revoke selected operator keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[OperatorKey]) -> None:
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        messages.success(request, f"Revoked {count} operator key(s).")

@@ -23,7 +23,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
-from accounts.models import API_KEY_PREFIX, ApiKey, Merchant, merchant_for_oauth_token
+from accounts.models import (
+    API_KEY_PREFIX,
+    OPERATOR_KEY_PREFIX,
+    ApiKey,
+    Merchant,
+    OperatorKey,
+    merchant_for_oauth_token,
+)
 from lib import redis_client
 
 if TYPE_CHECKING:
@@ -229,13 +236,33 @@ class OAuthToken:
     merchant: Merchant
 
 
-class BearerKeyAuthentication(BaseAuthentication):
-    """`Authorization: Bearer <API key or OAuth token>`; the merchant is `request.auth.merchant`.
+@dataclass(frozen=True)
+class OperatorAccess:
+    """An operator key, acting for the merchant named by `Merchant-Id` (None without one)."""
 
-    API keys start with `whk_`; anything else is looked up as an OAuth access token.
+    operator: OperatorKey
+    merchant: Merchant | None
+
+
+MERCHANT_HEADER = "Merchant-Id"
+_MERCHANT_META = "HTTP_MERCHANT_ID"
+MERCHANT_REQUIRED = (
+    "This path acts for one merchant: an operator key must name it in a Merchant-Id header "
+    "(Merchant-Id: mrc_...)."
+)
+
+
+class BearerKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <API key, operator key or OAuth token>`.
+
+    API keys start with `whk_`, operator keys with `whop_`; anything else is looked up as an
+    OAuth access token. The merchant acted for is `request.auth.merchant`: a merchant key's
+    own, or for an operator key the one its `Merchant-Id` header names.
     """
 
-    def authenticate(self, request: Request) -> tuple[Any, ApiKey | OAuthToken] | None:
+    def authenticate(
+        self, request: Request
+    ) -> tuple[Any, ApiKey | OAuthToken | OperatorAccess] | None:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
@@ -245,10 +272,24 @@ class BearerKeyAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "Use an Authorization header of the form 'Bearer <API key or OAuth token>'."
             )
+        named = request.META.get(_MERCHANT_META, "").strip()
+        if token.startswith(OPERATOR_KEY_PREFIX):
+            operator = OperatorKey.objects.authenticate(token)
+            if operator is None:
+                raise exceptions.AuthenticationFailed(
+                    "The operator key is not valid or was revoked."
+                )
+            merchant = None
+            if named:
+                merchant = Merchant.objects.tenants().filter(public_id=named).first()
+                if merchant is None:
+                    raise _unknown_merchant(named)
+            return (ApiKeyUser(f"operator:{operator.prefix}"), OperatorAccess(operator, merchant))
         if token.startswith(API_KEY_PREFIX):
             key = ApiKey.objects.authenticate(token)
             if key is None:
                 raise exceptions.AuthenticationFailed("The API key is not valid or was revoked.")
+            _check_own(named, key.merchant)
             return (ApiKeyUser(key.prefix), key)
         merchant = merchant_for_oauth_token(token)
         if merchant is None:
@@ -256,10 +297,22 @@ class BearerKeyAuthentication(BaseAuthentication):
                 "The OAuth token is not valid or has expired: get a new one from "
                 "POST /api/v1/oauth/token."
             )
+        _check_own(named, merchant)
         return (ApiKeyUser("oauth"), OAuthToken(merchant))
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+def _unknown_merchant(public_id: str) -> ApiError:
+    message = f"No merchant with id {public_id!r}."
+    return ApiError(404, "not_found", message, {MERCHANT_HEADER: message})
+
+
+def _check_own(named: str, merchant: Merchant) -> None:
+    """A merchant's key or token may name only its own merchant: any other does not exist."""
+    if named and named != merchant.public_id:
+        raise _unknown_merchant(named)
 
 
 class ApiKeyUser:
@@ -278,10 +331,34 @@ class ApiKeyUser:
 
 
 class HasApiKey(BasePermission):
+    """A credential that acts for one merchant: a merchant's key or token, or an operator
+    key with a `Merchant-Id`. An operator key without one is refused with a 400 saying so."""
+
     message = "Authentication required: send 'Authorization: Bearer <API key or OAuth token>'."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        return isinstance(request.auth, ApiKey | OAuthToken)
+        if isinstance(request.auth, OperatorAccess) and request.auth.merchant is None:
+            raise ApiError(
+                400, "merchant_required", MERCHANT_REQUIRED, {MERCHANT_HEADER: MERCHANT_REQUIRED}
+            )
+        return isinstance(request.auth, ApiKey | OAuthToken | OperatorAccess)
+
+
+OPERATOR_REQUIRED = (
+    "This path is the POS platform's: authenticate with an operator key "
+    "(python manage.py create_operator_key NAME)."
+)
+
+
+class IsOperator(BasePermission):
+    """An operator key; a merchant's key or token is refused with 403 (it is not lost)."""
+
+    message = "Authentication required: send 'Authorization: Bearer <operator key>'."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if isinstance(request.auth, ApiKey | OAuthToken):
+            raise ApiError(403, "operator_key_required", OPERATOR_REQUIRED)
+        return isinstance(request.auth, OperatorAccess)
 
 
 def merchant_of(request: Request) -> Merchant:
@@ -293,20 +370,28 @@ def merchant_of(request: Request) -> Merchant:
 
 class KeyRateThrottle(BaseThrottle):
     """A fixed-window counter per merchant in Redis (all its keys together): one INCR per
-    request. Per key, every extra key a merchant made would have been more quota.
+    request. Per key, every extra key a merchant made would have been more quota. Operator
+    keys count apart, each against OPERATOR_API_RATE_LIMIT.
 
     It fails open: with Redis down the API keeps accepting events (they are stored in the
     database and delivered once Redis is back), it just cannot count for a while.
     """
 
     def allow_request(self, request: Request, view: APIView) -> bool:
-        if not isinstance(request.auth, ApiKey | OAuthToken):
+        if isinstance(request.auth, OperatorAccess):
+            # The platform's own budget, per operator key: acting for a merchant does not
+            # spend that merchant's.
+            limit, window = settings.OPERATOR_API_RATE_LIMIT
+            scope = f"op{request.auth.operator.pk}"
+        elif isinstance(request.auth, ApiKey | OAuthToken):
+            limit, window = settings.API_RATE_LIMIT
+            # One budget per merchant for all its keys and tokens.
+            scope = f"m{request.auth.merchant.pk}"
+        else:
             return True
-        limit, window = settings.API_RATE_LIMIT
         now = time.time()
         bucket = int(now // window)
-        # One budget per merchant for all its keys and tokens.
-        key = f"webhooks:ratelimit:m{request.auth.merchant.pk}:{bucket}"
+        key = f"webhooks:ratelimit:{scope}:{bucket}"
         try:
             # No MULTI/EXEC: INCR alone is atomic, and an EXPIRE lost to a crash in between
             # only leaves a key that the next request's EXPIRE sets again.

@@ -12,7 +12,12 @@ class BearerKeyScheme(OpenApiAuthenticationExtension):
     name = "bearerAuth"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {"type": "http", "scheme": "bearer", "bearerFormat": "API key (whk_...)"}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "API key (whk_...), OAuth token, or operator key (whop_...) with a "
+            "Merchant-Id header",
+        }
 
 
 ERROR_SCHEMA = {
@@ -34,7 +39,8 @@ ERROR_SCHEMA = {
 _ERRORS = {
     "400": "Invalid input: `error.fields` says what is wrong with which field.",
     "401": "Missing, malformed or revoked API key.",
-    "403": "A per-merchant limit is reached (`limit_reached`, e.g. the most webhooks).",
+    "403": "Not allowed: a merchant's key on the platform's paths (`operator_key_required`), "
+    "or a per-merchant limit reached (`limit_reached`).",
     "404": "No such object (another merchant's objects do not exist for you).",
     "405": "Method not allowed on this path.",
     "409": "Conflict: the object is not in a state that allows this action, or an "
@@ -90,4 +96,28 @@ def add_summaries(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
                 summary = SUMMARIES.get((method, path))
                 if summary:
                     operation["summary"] = summary
+
+
+MERCHANT_HEADER_PARAMETER = {
+    "in": "header",
+    "name": "Merchant-Id",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "With an operator key: the merchant (mrc_...) this request acts for; "
+    "required with an operator key (400 `merchant_required` without it). A merchant's own key "
+    "may only name its own merchant.",
+}
+# The platform's own paths: they act for no one merchant.
+OPERATOR_PATH_PREFIXES = ("/api/v1/merchants", "/api/v1/operator-webhooks", "/api/v1/oauth/")
+
+
+def add_merchant_header(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: `Merchant-Id` on every path that acts for one
+    merchant."""
+    for path, operations in result.get("paths", {}).items():
+        if path.startswith(OPERATOR_PATH_PREFIXES):
+            continue
+        for operation in operations.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                operation.setdefault("parameters", []).append(MERCHANT_HEADER_PARAMETER)
     return result

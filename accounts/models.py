@@ -23,9 +23,36 @@ def _merchant_id() -> str:
     return new_id("mrc")
 
 
+PLATFORM_MERCHANT_NAME = "Platform operator"
+
+
+class MerchantQuerySet(models.QuerySet["Merchant"]):
+    def tenants(self) -> MerchantQuerySet:
+        """The POS platform's merchants, without the operator's own row."""
+        return self.filter(is_platform=False)
+
+    def platform(self) -> Merchant:
+        """The operator's own row: its webhooks get the operational events about merchants'."""
+        found = self.filter(is_platform=True).first()
+        if found is None:
+            found, _ = self.get_or_create(
+                is_platform=True, defaults={"name": PLATFORM_MERCHANT_NAME}
+            )
+        return found
+
+
 class Merchant(models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=_merchant_id, editable=False)
     name = models.CharField(max_length=200)
+    # The POS back office's own id for this merchant (the operator API looks merchants up by
+    # it); NULL rather than "" when absent, so the unique constraint ignores merchants without.
+    external_id = models.CharField(
+        max_length=200,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="The POS platform's id for this merchant; unique.",
+    )
     # The last sequence number handed to one of this merchant's events.
     event_sequence = models.BigIntegerField(default=0, editable=False)
     # Signs deliveries to one-off `webhook_url`s, which have no endpoint of their own.
@@ -54,14 +81,26 @@ class Merchant(models.Model):
         blank=True,
         help_text="Events with a one-off webhook_url per hour; empty means the default.",
     )
+    # The platform operator's own row (at most one): its endpoints are the operator's
+    # webhooks, which receive operational events about the merchants' endpoints.
+    is_platform = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     LIMITS = ("webhooks", "api_keys", "oauth_clients", "inspectors", "one_off_per_hour")
+
+    objects = MerchantQuerySet.as_manager()
 
     class Meta:
         # The table kept its name when the model moved here from the endpoints app.
         db_table = "endpoints_merchant"
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_platform"],
+                condition=models.Q(is_platform=True),
+                name="one_platform_merchant",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.public_id})"
@@ -307,3 +346,97 @@ def merchant_for_oauth_token(raw_token: str) -> Merchant | None:
         return None
     client = getattr(token.application, "merchant_client", None)
     return client.merchant if client is not None else None
+
+
+OPERATOR_KEY_PREFIX = "whop_"
+
+
+class OperatorKeyQuerySet(models.QuerySet["OperatorKey"]):
+    def authenticate(self, raw_key: str) -> OperatorKey | None:
+        """The active operator key for a bearer token, or None. Only the hash is stored."""
+        if not raw_key.startswith(OPERATOR_KEY_PREFIX):
+            return None
+        key = self.filter(key_hash=ApiKey.hash(raw_key), revoked_at__isnull=True).first()
+        if key is not None and (
+            key.last_used_at is None or timezone.now() - key.last_used_at > timedelta(minutes=1)
+        ):
+            OperatorKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+        return key
+
+
+class OperatorKey(models.Model):
+    """A bearer key of the POS platform itself: it manages merchants and acts for any one of
+    them (named by a `Merchant-Id` header). Shown once at creation; stored as a SHA-256 hash.
+    """
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The first characters, to tell keys apart.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OperatorKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "operator key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}...)"
+
+    @classmethod
+    def issue(cls, name: str) -> tuple[OperatorKey, str]:
+        """Create a key; returns it with the raw key, which is never retrievable again."""
+        raw = OPERATOR_KEY_PREFIX + secrets.token_urlsafe(32)
+        key = cls.objects.create(name=name, prefix=raw[:12], key_hash=ApiKey.hash(raw))
+        return key, raw
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+
+class OperatorRequestKey(models.Model):
+    """An `Idempotency-Key` of the operator's `POST /api/v1/merchants`: the merchant that the
+    first request with this key created, and a fingerprint of that request."""
+
+    TTL_SECONDS = 24 * 3600
+
+    key = models.CharField(max_length=255, unique=True)
+    fingerprint = models.CharField(max_length=64)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class PortalLink(models.Model):
+    """A one-time sign-in link into one merchant's dashboard, made by the operator API.
+
+    Only the SHA-256 of its token is stored; `used_at` is set by the one conditional UPDATE
+    that redeems it, so a link signs in at most once however many tabs open it.
+    """
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    embed = models.BooleanField(default=False)
+    session_seconds = models.PositiveIntegerField()
+    created_by = models.ForeignKey(
+        OperatorKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"], name="portal_link_expires")]
+
+    def __str__(self) -> str:
+        return f"portal link for {self.merchant_id} until {self.expires_at:%Y-%m-%d %H:%M}"

@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts import views
+from accounts import portal_views, views
 
 urlpatterns = [
     # Account
@@ -15,6 +15,8 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", views.logout_view, name="logout"),
+    # One-time sign-in links made by the operator API (the token is the credential)
+    path("portal/<str:token>/", portal_views.portal_sign_in, name="portal_sign_in"),
     path("accounts/password/", views.password_change, name="password_change"),
     # API keys (ApiKey has no public id; the ownership helper scopes the pk to the merchant)
     path("api-keys/", views.api_keys, name="api_keys"),

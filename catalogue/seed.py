@@ -17,6 +17,55 @@ CATEGORIES: list[tuple[str, str, str]] = [
     ("suppliers", "Suppliers", "Supplier bills."),
     ("configuration", "Configuration", "Changes to the POS set-up."),
     ("testing", "Testing", "Events that only exist to try a webhook."),
+    ("platform", "Platform", "What happens to webhooks themselves: failing, paused, disabled."),
+]
+
+# The platform's operational events (category "platform"): sent by the engine about a
+# merchant's webhooks, never emitted by a POS system.
+PLATFORM_CATEGORY = "platform"
+_OPERATIONAL_SAMPLE = {
+    "merchant_id": "mrc_0123456789abcdefghijklmn",
+    "endpoint_id": "ep_0123456789abcdefghijklmn",
+    "url": "https://erp.example.com/hook",
+    "link": "https://webhooks.example.com/webhooks/ep_0123456789abcdefghijklmn/",
+}
+PLATFORM_EVENT_TYPES: list[tuple[str, str, dict[str, Any]]] = [
+    ("endpoint.created", "A webhook was added.", {}),
+    ("endpoint.deleted", "A webhook was deleted.", {}),
+    (
+        "endpoint.failing",
+        "A webhook has failed for half the auto-disable window: it will be disabled if it "
+        "keeps failing.",
+        {"failing_since": "2026-01-31T10:00:00.000Z"},
+    ),
+    (
+        "endpoint.disabled",
+        "A webhook was disabled: by the merchant, by staff, for failing through the whole "
+        "window, or because its receiver answered 410 Gone.",
+        {"reason": "failing", "detail": "Every delivery failed since 2026-01-31 10:00 UTC."},
+    ),
+    (
+        "endpoint.paused",
+        "A webhook's circuit breaker opened: its receiver stopped answering, deliveries wait.",
+        {"probe_at": "2026-01-31T10:00:30.000Z"},
+    ),
+    (
+        "endpoint.recovered",
+        "A webhook's circuit breaker closed: its receiver answers again, its backlog drains.",
+        {},
+    ),
+    (
+        "delivery.exhausted",
+        "A delivery failed for good: no attempt is left.",
+        {
+            "delivery_id": "dlv_0123456789abcdefghijklmn",
+            "event_id": "evt_0123456789abcdefghijklmn",
+            "event_type": "receipts.update",
+            "attempts": 200,
+            "last_status_code": 500,
+            "last_error": "",
+        },
+    ),
 ]
 
 _SALESPLAY_INVENTORY_SAMPLE = {
@@ -176,6 +225,10 @@ EVENT_TYPES: list[tuple[str, str, str, str, dict[str, Any]]] = [
         "POS Webhooks",
         {"message": "This is a test webhook from POS Webhooks."},
     ),
+    *[
+        (name, PLATFORM_CATEGORY, description, "POS Webhooks", {**_OPERATIONAL_SAMPLE, **extra})
+        for name, description, extra in PLATFORM_EVENT_TYPES
+    ],
 ]
 
 

@@ -12,6 +12,7 @@ from django.http import QueryDict
 from rest_framework import serializers
 
 from catalogue.models import EventType
+from catalogue.seed import PLATFORM_CATEGORY
 from deliveries.ingest import KEY_PATTERN, KEY_RULE
 from deliveries.models import (
     ATTEMPT_COLUMNS,
@@ -66,11 +67,15 @@ class EventInput(serializers.Serializer):
 
     def validate_type(self, value: str) -> str:
         try:
-            active_event_type(value)
+            event_type = active_event_type(value)
         except UnknownEventType:
             raise serializers.ValidationError(
                 f"Unknown event type {value!r}. See GET /api/v1/event-types."
             ) from None
+        if event_type.category_id is not None and event_type.category.slug == PLATFORM_CATEGORY:
+            raise serializers.ValidationError(
+                f"{value!r} is an operational event: only the platform sends it."
+            )
         return value
 
     def validate_data(self, value: Any) -> Any:

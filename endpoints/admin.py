@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
@@ -14,9 +15,13 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils.html import format_html
 
+from accounts.models import Merchant
+from catalogue.models import Category, EventType
+from catalogue.seed import PLATFORM_CATEGORY
 from deliveries import observability
 from deliveries.engine import disable_endpoint, retry_failed
-from endpoints.models import Endpoint
+from endpoints.models import Endpoint, OperatorWebhook
+from endpoints.validators import validate_webhook_url
 from lib.custom_headers import mask_value
 from lib.masking import mask_url_secrets
 from lib.text import counted
@@ -235,3 +240,38 @@ class EndpointAdmin(admin.ModelAdmin):
             f"Scheduled {counted(total, 'failed delivery', 'failed deliveries')} again.",
             messages.SUCCESS,
         )
+
+
+class OperatorWebhookForm(forms.ModelForm):
+    class Meta:
+        model = OperatorWebhook
+        fields = ["url", "description", "event_types"]
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        validate_webhook_url(url)
+        return url
+
+
+@admin.register(OperatorWebhook)
+class OperatorWebhookAdmin(admin.ModelAdmin):
+    """Where operational events go (also `POST /api/v1/operator-webhooks`). The signing
+    secret is shown once, in the message after adding."""
+
+    form = OperatorWebhookForm
+    list_display = ["masked_url", "public_id", "is_enabled", "disabled_reason", "created_at"]
+    filter_horizontal = ["event_types"]
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "event_types":
+            kwargs["queryset"] = EventType.objects.filter(category__slug=PLATFORM_CATEGORY)
+            kwargs["help_text"] = "None picked means every operational event."
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if not change:
+            obj.merchant = Merchant.objects.platform()
+            obj.category = Category.objects.filter(slug=PLATFORM_CATEGORY).first()
+        super().save_model(request, obj, form, change)
+        if not change:
+            messages.warning(request, f"The signing secret, shown this once: {obj.secret}")

@@ -24,10 +24,10 @@ from accounts.api import (
     merchant_of,
     page_params,
 )
-from deliveries.engine import retry_failed
+from deliveries.engine import ReplayRefused, count_missing, replay, retry_failed
 from endpoints import send_tests
 from endpoints.models import Endpoint
-from endpoints.serializers import RecoverInput, WebhookInput, WebhookOutput
+from endpoints.serializers import RecoverInput, ReplayInput, WebhookInput, WebhookOutput
 
 WebhookEnvelope = inline_serializer("WebhookEnvelope", {"webhook": WebhookOutput()})
 WebhookList = inline_serializer(
@@ -245,3 +245,38 @@ def webhook_recover(request: Request, public_id: str) -> Response:
     form = RecoverInput(data=request.data)
     form.is_valid(raise_exception=True)
     return accepted({"recovered": retry_failed(endpoint, since=form.validated_data["since"])})
+
+
+Replayed = inline_serializer(
+    "Replayed",
+    {"count": serializers.IntegerField(), "dry_run": serializers.BooleanField()},
+)
+
+
+@extend_schema(
+    request=ReplayInput,
+    responses={200: Replayed, 202: Replayed},
+    operation_id="webhooks_replay",
+    description="Send this webhook the merchant's past events since `since`: every stored "
+    "event it subscribes to (optionally only `event_types`) that it was not sent yet, in "
+    "event order, at the webhook's own pace. Asking twice sends nothing twice. `dry_run` "
+    "answers 200 with the count and sends nothing; otherwise 202 with the count sent.",
+)
+@api_view(["POST"])
+def webhook_replay(request: Request, public_id: str) -> Response:
+    endpoint = _get_endpoint_for_key(request, public_id)
+    form = ReplayInput(data=request.data)
+    form.is_valid(raise_exception=True)
+    data = form.validated_data
+    if not endpoint.is_enabled and not data["dry_run"]:
+        raise ApiError(
+            409, "webhook_disabled", "This webhook is disabled: enable it to send past events."
+        )
+    try:
+        if data["dry_run"]:
+            count = count_missing(endpoint, data["since"], data["event_types"])
+            return Response({"count": count, "dry_run": True})
+        count = replay(endpoint, data["since"], data["event_types"])
+    except ReplayRefused as exc:
+        raise ApiError(400, "invalid_request", str(exc), {exc.field: str(exc)}) from None
+    return accepted({"count": count, "dry_run": False})

@@ -318,6 +318,21 @@ class Endpoint(models.Model):
         )
 
 
+class OperatorWebhookManager(models.Manager["OperatorWebhook"]):
+    def get_queryset(self) -> models.QuerySet[OperatorWebhook]:
+        return super().get_queryset().filter(merchant__is_platform=True)
+
+
+class OperatorWebhook(Endpoint):
+    """The platform operator's webhooks (endpoints of its own merchant row), for the admin."""
+
+    objects = OperatorWebhookManager()  # type: ignore[assignment]
+
+    class Meta:
+        proxy = True
+        verbose_name = "operator webhook"
+
+
 def test_data(endpoint: Endpoint) -> dict[str, Any]:
     return {
         "message": "This is a test webhook from POS Webhooks.",

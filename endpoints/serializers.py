@@ -33,6 +33,16 @@ from lib.http import mask_url
 from lib.times import parse_since
 
 
+class StrictChoiceField(serializers.ChoiceField):
+    """A blank form value is an invalid choice: DRF reads `log_mode=` in a form-encoded body
+    as if the field were absent, so a PATCH with it answered 200 and changed nothing."""
+
+    def get_value(self, dictionary: Any) -> Any:
+        if dictionary.get(self.field_name, None) == "":
+            return ""
+        return super().get_value(dictionary)
+
+
 def mask_secret(secret: str) -> str:
     """Enough to tell secrets apart, never enough to sign with."""
     return secret[:6] + "****" + secret[-4:] if len(secret) > 12 else "****"
@@ -124,9 +134,9 @@ class WebhookInput(serializers.Serializer):
     )
     description = serializers.CharField(required=False, allow_blank=True, max_length=500)
     is_active = OptionalBooleanField(required=False)
-    log_mode = serializers.ChoiceField(Endpoint.LogMode.choices, required=False)
-    payload_style = serializers.ChoiceField(Endpoint.PayloadStyle.choices, required=False)
-    retry_policy = serializers.ChoiceField(Endpoint.RetryPolicy.choices, required=False)
+    log_mode = StrictChoiceField(Endpoint.LogMode.choices, required=False)
+    payload_style = StrictChoiceField(Endpoint.PayloadStyle.choices, required=False)
+    retry_policy = StrictChoiceField(Endpoint.RetryPolicy.choices, required=False)
     fixed_retries = serializers.IntegerField(required=False, min_value=0, max_value=50)
     fixed_cooldown = serializers.IntegerField(required=False, min_value=1, max_value=86400)
     timeout = serializers.IntegerField(required=False, min_value=1, max_value=30)
@@ -277,4 +287,21 @@ class RecoverInput(serializers.Serializer):
         help_text="Retry failed deliveries created at or after this time: a duration back "
         "from now (24h, 7d, 30m, as `manage.py recover_deliveries --since`) or an ISO 8601 "
         "date or date-time (UTC unless it says otherwise)."
+    )
+
+
+class ReplayInput(serializers.Serializer):
+    since = SinceField(
+        help_text="Send the events stored at or after this time (within the retention "
+        "window): a duration back from now (24h, 7d, 30m) or an ISO 8601 date or date-time."
+    )
+    event_types = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        required=False,
+        default=list,
+        max_length=200,
+        help_text="Only these types (of those the webhook subscribes to); empty means all.",
+    )
+    dry_run = serializers.BooleanField(
+        required=False, default=False, help_text="Only count what would be sent; send nothing."
     )

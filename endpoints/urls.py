@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from endpoints import views
+from endpoints import replay_views, views
 
 urlpatterns = [
     path("", views.index, name="index"),
@@ -29,4 +29,14 @@ urlpatterns = [
     ),
     path("webhooks/<str:public_id>/secret/rotate/", views.rotate_secret, name="rotate_secret"),
     path("webhooks/<str:public_id>/retry-failed/", views.retry_failed, name="retry_failed"),
+    path(
+        "webhooks/<str:public_id>/past-events/",
+        replay_views.confirm_past_events,
+        name="confirm_past_events",
+    ),
+    path(
+        "webhooks/<str:public_id>/past-events/send/",
+        replay_views.send_past_events,
+        name="send_past_events",
+    ),
 ]

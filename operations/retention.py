@@ -30,7 +30,7 @@ from django.db import models, transaction
 from django.db.models import Exists, Max, Min, OuterRef, Q
 from django.utils import timezone
 
-from accounts.models import Merchant
+from accounts.models import Merchant, OperatorRequestKey, PortalLink
 from deliveries.models import Delivery, DeliveryAttempt, Event, IdempotencyKey
 from tooling.models import LoyaltyCall
 
@@ -195,20 +195,27 @@ def prune_idempotency_keys(
 
     A key only guards against a retry's second event for 24 hours; past that it is dead
     weight in the unique index every keyed emit checks. Deleted a window at a time, each in
-    its own short transaction, oldest first (the created_at index).
+    its own short transaction, oldest first (the created_at index). The operator API's keys
+    (creating merchants) go the same way, and so do sign-in links a day after they expired.
     """
-    expired = IdempotencyKey.objects.filter(
-        created_at__lt=now - timedelta(seconds=IdempotencyKey.TTL_SECONDS)
-    )
-    if dry_run:
-        return expired.count()
+    ttl = timedelta(seconds=IdempotencyKey.TTL_SECONDS)
+    expired: list[tuple[models.QuerySet[Any], str]] = [
+        (IdempotencyKey.objects.filter(created_at__lt=now - ttl), "created_at"),
+        (OperatorRequestKey.objects.filter(created_at__lt=now - ttl), "created_at"),
+        (PortalLink.objects.filter(expires_at__lt=now - timedelta(days=1)), "expires_at"),
+    ]
     deleted = 0
-    while True:
-        with transaction.atomic():
-            ids = list(expired.order_by("created_at").values_list("pk", flat=True)[:batch_size])
-            if not ids:
-                return deleted
-            deleted += IdempotencyKey.objects.filter(pk__in=ids).delete()[0]
+    for rows, order in expired:
+        if dry_run:
+            deleted += rows.count()
+            continue
+        while True:
+            with transaction.atomic():
+                ids = list(rows.order_by(order).values_list("pk", flat=True)[:batch_size])
+                if not ids:
+                    break
+                deleted += rows.model.objects.filter(pk__in=ids).delete()[0]
+    return deleted
 
 
 def prune_oauth_tokens(dry_run: bool = False) -> int:

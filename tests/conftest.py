@@ -18,7 +18,7 @@ from django.db import connection
 from django.test import Client
 from playwright.sync_api import sync_playwright
 
-from accounts.models import Merchant, User
+from accounts.models import Merchant, OperatorKey, User
 from catalogue import seed as catalogue
 from catalogue.models import Category, EventType
 from deliveries import jobs
@@ -111,6 +111,21 @@ def api(merchant: Merchant) -> Client:
     from accounts.models import ApiKey
 
     return Client(headers={"authorization": f"Bearer {ApiKey.issue(merchant, 'POS')[1]}"})
+
+
+# --- the platform operator -------------------------------------------------------------
+
+
+@pytest.fixture
+def operator_key(db: None) -> str:
+    """A raw operator key (the POS platform's own credential)."""
+    return OperatorKey.issue("Back office")[1]
+
+
+@pytest.fixture
+def operator(operator_key: str) -> Client:
+    """An API client with the operator key and no Merchant-Id."""
+    return Client(headers={"authorization": f"Bearer {operator_key}"})
 
 
 # --- Redis and workers -----------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from accounts.models import ApiKey, Merchant
+from accounts.models import ApiKey, Merchant, OperatorKey
 from catalogue.models import EventType
 from endpoints.models import Endpoint
 from lib import http
@@ -30,11 +30,29 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
     monkeypatch.setattr(http, "is_public_address", lambda ip: False)
 
 
+@pytest.mark.parametrize("credential", ["merchant", "operator"])
 def test_it_conforms_to_its_openapi_schema(
-    live_server: Any, merchant: Merchant, loopback_only: None, settings: Any, tmp_path: Path
+    live_server: Any,
+    merchant: Merchant,
+    loopback_only: None,
+    settings: Any,
+    tmp_path: Path,
+    credential: str,
 ) -> None:
     settings.API_RATE_LIMIT = (1_000_000, 60)
-    key = ApiKey.issue(merchant, "schemathesis")[1]
+    settings.OPERATOR_API_RATE_LIMIT = (1_000_000, 60)
+    settings.PORTAL_LINK_RATE_LIMIT = (1_000_000, 60)
+    settings.PORTAL_FRAME_ANCESTORS = ["https://backoffice.example"]
+    if credential == "merchant":
+        headers = ["--header", f"Authorization: Bearer {ApiKey.issue(merchant, 'schemathesis')[1]}"]
+    else:
+        # The platform's key acting for the merchant: the merchants API and every merchant path.
+        headers = [
+            "--header",
+            f"Authorization: Bearer {OperatorKey.issue('schemathesis')[1]}",
+            "--header",
+            f"Merchant-Id: {merchant.public_id}",
+        ]
     endpoint = Endpoint.objects.create(merchant=merchant, url="http://127.0.0.1:9/hook")
     endpoint.event_types.set(EventType.objects.filter(name="receipts.update"))
     result = subprocess.run(
@@ -42,8 +60,7 @@ def test_it_conforms_to_its_openapi_schema(
             str(Path(sys.executable).parent / "schemathesis"),
             "run",
             f"{live_server.url}/api/v1/openapi.json",
-            "--header",
-            f"Authorization: Bearer {key}",
+            *headers,
             "--max-examples",
             "10",
             # Our validation goes beyond what a schema can say (the URL must resolve to an

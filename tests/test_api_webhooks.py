@@ -336,3 +336,14 @@ def test_it_uses_rfc_1123_dates_in_utc(api: Client, merchant: Merchant) -> None:
     endpoint = Endpoint.objects.create(merchant=merchant, url="https://example.com/x")
     created_on = api.get(f"/api/v1/webhooks/{endpoint.public_id}").json()["webhook"]["created_on"]
     assert abs(parsedate_to_datetime(created_on) - timezone.now()).total_seconds() < 60
+
+
+def test_it_refuses_a_blank_choice_in_a_form_encoded_patch(api: Client, merchant: Merchant) -> None:
+    endpoint = Endpoint.objects.create(merchant=merchant, url=SEED_URL, log_mode="error")
+    response = api.patch(
+        f"/api/v1/webhooks/{endpoint.public_id}", "log_mode=&retry_policy=fixed", content_type=FORM
+    )
+    assert response.status_code == 400, response.content
+    assert "log_mode" in response.json()["error"]["fields"]
+    endpoint.refresh_from_db()
+    assert endpoint.log_mode == "error" and endpoint.retry_policy == "exponential"

@@ -46,6 +46,8 @@ UNSCOPED = {
     "confirm_remove_loyalty_app",
     "remove_loyalty_app",
     "catalogue",
+    # A sign-in link: its one-time token is the credential (tests/test_portal_links.py).
+    "portal_sign_in",
     # The inspector's public URL: its unguessable token is the credential, not a login.
     "catch",
     "catch_no_slash",
@@ -98,7 +100,9 @@ def kwargs_for(pattern: URLPattern, owned: dict[str, str | int]) -> dict[str, st
         return {"public_id": owned["delivery"]}
     if view_module == "tooling.views":
         return {"public_id": owned["inspector"]}
-    assert view_module == "endpoints.views", f"{pattern.name}: which object is it about?"
+    assert view_module in ("endpoints.views", "endpoints.replay_views"), (
+        f"{pattern.name}: which object is it about?"
+    )
     return {"public_id": owned["endpoint"]}
 
 

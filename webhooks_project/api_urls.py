@@ -6,10 +6,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from accounts import (
     api,
     api_schema,  # noqa: F401  (registers the bearer-key scheme)
+    merchants_api,
     oauth_api,
 )
 from deliveries import api as deliveries_api
 from endpoints import api as endpoints_api
+from endpoints import operator_api
 from tooling import loyalty_api
 
 
@@ -30,6 +32,19 @@ api_docs = ApiDocsView.as_view(url_name="api-schema")
 
 urlpatterns = [
     path("v1/oauth/token", oauth_api.oauth_token, name="api-oauth-token"),
+    path("v1/merchants", merchants_api.merchants, name="api-merchants"),
+    path("v1/merchants/<str:public_id>", merchants_api.merchant, name="api-merchant"),
+    path(
+        "v1/merchants/<str:public_id>/portal-links",
+        merchants_api.portal_links,
+        name="api-merchant-portal-links",
+    ),
+    path("v1/operator-webhooks", operator_api.operator_webhooks, name="api-operator-webhooks"),
+    path(
+        "v1/operator-webhooks/<str:public_id>",
+        operator_api.operator_webhook,
+        name="api-operator-webhook",
+    ),
     path("v1/webhooks", endpoints_api.webhooks, name="api-webhooks"),
     path("v1/webhook", endpoints_api.webhook_alias, name="api-webhook-alias"),
     path("v1/webhooks/<str:public_id>", endpoints_api.webhook, name="api-webhook"),
@@ -43,6 +58,11 @@ urlpatterns = [
         "v1/webhooks/<str:public_id>/recover",
         endpoints_api.webhook_recover,
         name="api-webhook-recover",
+    ),
+    path(
+        "v1/webhooks/<str:public_id>/replay",
+        endpoints_api.webhook_replay,
+        name="api-webhook-replay",
     ),
     path("v1/events", deliveries_api.events, name="api-events"),
     path("v1/events/batch", deliveries_api.events_batch, name="api-events-batch"),

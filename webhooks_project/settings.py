@@ -9,6 +9,7 @@ ALLOWED_HOSTS, DATABASE_URL and REDIS_URL.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -74,6 +75,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "webhooks_project.nul.RefuseNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before the session: it adjusts the cookies and framing headers set after it.
+    "webhooks_project.portal_frame.PortalFrameMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -251,7 +254,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "POS Webhooks API",
     "DESCRIPTION": (
         "Manage webhooks (request and response shapes of myPOS's webhook API), emit POS "
-        "events, and inspect deliveries. Authenticate with `Authorization: Bearer <API key>`."
+        "events, and inspect deliveries. Authenticate with `Authorization: Bearer <API key>`. "
+        "The POS platform's operator key (`whop_...`) also manages merchants, sign-in links and "
+        "operational webhooks, and acts for one merchant with a `Merchant-Id` header."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -264,6 +269,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "accounts.api_schema.add_error_responses",
         "accounts.api_schema.add_summaries",
+        "accounts.api_schema.add_merchant_header",
     ],
 }
 # OAuth 2.0 client credentials (myPOS: "the generated oAuth Token"): a merchant's client
@@ -306,6 +312,21 @@ OAUTH_ADDRESS_FAILURE_LIMIT = config.get_int("OAUTH_ADDRESS_FAILURE_LIMIT", 30, 
 OAUTH_FAILURE_WINDOW_SECONDS = config.get_int("OAUTH_FAILURE_WINDOW_SECONDS", 300, minimum=1)
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 API_RATE_LIMIT = config.get_rate("API_RATE_LIMIT", "6000/minute")
+# Sign-in links (operator API): how long the dashboard session they start lasts, which
+# origins may frame an embedded session (CSP frame-ancestors, e.g. https://backoffice.example),
+# how many links one merchant may get and how many one address may open per window.
+PORTAL_SESSION_MINUTES = config.get_int("PORTAL_SESSION_MINUTES", 60, minimum=1)
+PORTAL_FRAME_ANCESTORS = config.get_list("PORTAL_FRAME_ANCESTORS", [])
+for _origin in PORTAL_FRAME_ANCESTORS:
+    if not re.fullmatch(r"https?://[A-Za-z0-9.*:\[\]-]+", _origin):
+        raise ImproperlyConfigured(
+            f"PORTAL_FRAME_ANCESTORS: expected origins like https://backoffice.example, "
+            f"got {_origin!r}"
+        )
+PORTAL_LINK_RATE_LIMIT = config.get_rate("PORTAL_LINK_RATE_LIMIT", "30/minute")
+PORTAL_REDEEM_RATE_LIMIT = config.get_rate("PORTAL_REDEEM_RATE_LIMIT", "30/minute")
+# Requests per operator key (the POS platform's own credential), apart from merchants'.
+OPERATOR_API_RATE_LIMIT = config.get_rate("OPERATOR_API_RATE_LIMIT", "60000/minute")
 # Event bodies are capped at 256 KiB; nothing else the API takes comes close to 1 MiB.
 MAX_EVENT_BYTES = 256 * 1024
 # JSON nested deeper than this is refused with a 400 (Python's parser would hit its

@@ -5,7 +5,8 @@ The database owns delivery state; Redis only carries "there is work" (a pump job
 (fair claims within every cap), `sending` (one attempt, never raises), `recording` (outcomes
 in bulk, never raises), `breaker` (parking endpoints that never answer), `disabling` (the one
 way to disable an endpoint), `pumping` (the sender thread pool), `sweeping` (the every-second
-check), `notifying` (e-mails, as jobs of their own), `queueing` (RQ), `clock` (the database's).
+check), `notifying` (e-mails, as jobs of their own), `queueing` (RQ), `clock` (the database's),
+`replaying` (past events for a new webhook).
 """
 
 from deliveries.engine.creating import (
@@ -19,12 +20,16 @@ from deliveries.engine.creating import (
     send_test,
 )
 from deliveries.engine.disabling import disable_endpoint
+from deliveries.engine.replaying import ReplayRefused, count_missing, replay
 
 __all__ = [
+    "ReplayRefused",
+    "count_missing",
     "create_deliveries",
     "disable_endpoint",
     "emit",
     "emit_many",
+    "replay",
     "resend",
     "retry_failed",
     "retry_now",

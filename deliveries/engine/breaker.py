@@ -25,6 +25,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Greatest
 
 from deliveries.results import AttemptResult
+from deliveries.signals import breaker_closing, breaker_opened
 from endpoints.models import Endpoint
 
 OPEN = Endpoint.BreakerState.OPEN
@@ -57,6 +58,7 @@ def update(results: Sequence[AttemptResult], now: datetime) -> set[int]:
             silent[endpoint_id] += 1
     _adapt_concurrency(answered - set(silent), set(silent))
     if answered:
+        breaker_closing.send(Endpoint, endpoint_ids=answered)
         Endpoint.objects.filter(pk__in=answered).filter(
             Q(breaker_state=OPEN) | Q(breaker_failures__gt=0)
         ).update(breaker_state=CLOSED, breaker_failures=0, breaker_trips=0, breaker_probe_at=None)
@@ -77,6 +79,7 @@ def update(results: Sequence[AttemptResult], now: datetime) -> set[int]:
             breaker_state=OPEN, breaker_trips=trips + 1, breaker_probe_at=now + pause(trips)
         ):
             opened.add(endpoint_id)
+    breaker_opened.send(Endpoint, endpoint_ids=opened, now=now)
     return opened
 
 

@@ -16,6 +16,7 @@ from django.db import transaction
 from deliveries.engine.clock import db_now
 from deliveries.engine.queueing import enqueue_side_effect
 from deliveries.models import Delivery
+from deliveries.signals import endpoint_disabled, endpoint_failing
 from endpoints.models import Endpoint
 
 
@@ -54,6 +55,7 @@ def disable_endpoint(
     if changed:
         endpoint.disabled_reason, endpoint.disabled_detail = reason, detail[:500]
         endpoint.disabled_at = now
+    endpoint_disabled.send(Endpoint, endpoint=endpoint, reason=reason, changed=changed)
     return bool(changed)
 
 
@@ -88,3 +90,4 @@ def check_failing(ids: set[int], now: datetime) -> None:
             failure_warning_sent_at=now
         ):
             enqueue_side_effect("deliveries.jobs.notify", pk, "warning")
+            endpoint_failing.send(Endpoint, endpoint_id=pk)

@@ -25,6 +25,7 @@ from deliveries.engine.clock import db_now
 from deliveries.engine.disabling import auto_disable, check_failing
 from deliveries.models import ATTEMPT_COLUMNS, Delivery, DeliveryAttempt
 from deliveries.results import AttemptResult
+from deliveries.signals import delivery_recorded
 from deliveries.sql import insert_sql
 from endpoints.models import Endpoint
 
@@ -162,6 +163,7 @@ def _after(results: list[AttemptResult], now: datetime) -> None:
             )
         if failing:
             check_failing(failing, now)
+        delivery_recorded.send(Delivery, results=results)
     except Exception:
         log.exception("could not check failing endpoints")
 
