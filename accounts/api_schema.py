@@ -85,6 +85,17 @@ SUMMARIES = {
     ("get", "/api/v1/deliveries"): "List deliveries",
     ("get", "/api/v1/deliveries/{public_id}"): "Get a delivery with its attempts",
     ("post", "/api/v1/deliveries/{public_id}/retry"): "Retry a delivery",
+    ("post", "/api/v1/webhooks/{public_id}/replay"): "Send a webhook past events it never got",
+    ("get", "/api/v1/merchants"): "List merchants (operator key)",
+    ("post", "/api/v1/merchants"): "Create a merchant (operator key)",
+    ("get", "/api/v1/merchants/{public_id}"): "Get a merchant (operator key)",
+    ("patch", "/api/v1/merchants/{public_id}"): "Change a merchant (operator key)",
+    ("delete", "/api/v1/merchants/{public_id}"): "Delete a merchant (operator key)",
+    ("post", "/api/v1/merchants/{public_id}/portal-links"): "Make a one-time sign-in link",
+    ("get", "/api/v1/operator-webhooks"): "List operational webhooks (operator key)",
+    ("post", "/api/v1/operator-webhooks"): "Create an operational webhook (operator key)",
+    ("get", "/api/v1/operator-webhooks/{public_id}"): "Get an operational webhook",
+    ("delete", "/api/v1/operator-webhooks/{public_id}"): "Delete an operational webhook",
 }
 
 
@@ -96,6 +107,7 @@ def add_summaries(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
                 summary = SUMMARIES.get((method, path))
                 if summary:
                     operation["summary"] = summary
+    return result
 
 
 MERCHANT_HEADER_PARAMETER = {

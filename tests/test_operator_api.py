@@ -73,6 +73,7 @@ def test_it_creates_reads_updates_and_deletes_merchants(operator: Client) -> Non
         "api_keys": None,
         "inspectors": None,
         "one_off_per_hour": None,
+        "oauth_clients": None,
     }
     stored = Merchant.objects.get(public_id=body["id"])
     assert stored.limit("webhooks") == 5 and stored.notification_recipients() == [
