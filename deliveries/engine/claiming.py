@@ -21,13 +21,18 @@ second worker send it again). Then:
   find a free one;
 * an endpoint whose breaker is open is skipped (one probe once its pause ends);
 * endpoints with due work are found by a skip scan over the per-endpoint due index (one
-  probe per endpoint), so a dead endpoint's 100,000 due rows are never walked.
+  probe per endpoint), so a dead endpoint's 100,000 due rows are never walked; a worker's
+  claims reuse one scan for DISCOVERY_SECONDS (less what they exhausted, and endpoints whose
+  failure was recorded meanwhile), so claiming every few milliseconds does not scan every
+  endpoint with work every few milliseconds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
+import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +52,7 @@ from lib import http
 
 ADVISORY_NAMESPACE = 0x57484B  # PostgreSQL advisory locks of endpoint claims ("WHK")
 ONE_OFF = "one-off"
+DISCOVERY_SECONDS = 0.5  # how long a worker's claims reuse one scan for endpoints with work
 UNION_CHUNK = 400  # endpoints' row queries in one statement (SQLite's limit is 500 terms)
 
 
@@ -66,6 +72,7 @@ class Load:
     # The slow lane: endpoints slow or silent now, and this worker's sends in flight to them.
     slow: set[int] = field(default_factory=set)
     slow_in_flight: int = 0
+    by_endpoint: Counter[int] = field(default_factory=Counter)  # this worker's sends in flight
 
     def copy(self) -> Load:
         """A snapshot for one claim, while sends keep changing the original."""
@@ -77,6 +84,7 @@ class Load:
             Counter(self.held),
             set(self.slow),
             self.slow_in_flight,
+            Counter(self.by_endpoint),
         )
 
 
@@ -92,13 +100,36 @@ class _Source:
     delivery: tuple[int, int] | None = None  # (id, attempts) of a one-off delivery
     timeout: float = http.MAX_TIMEOUT
     given: int = 0  # slots handed to it by this claim
+    others: int = 0  # in flight from other workers when it was found (a reused scan)
 
     @property
     def room(self) -> int:
         return self.cap - self.busy
 
 
-def claim(token: str, slots: int, load: Load, cache: ClaimCache | None = None) -> list[Delivery]:
+class Discovery:
+    """A worker's last scan for endpoints with due work, reused by its claims for a moment.
+
+    Endpoints whose failure was recorded since (their breaker or due time may have moved) and
+    endpoints a claim found short of work are dropped from it until the next scan.
+    """
+
+    def __init__(self) -> None:
+        self.sources: list[_Source] | None = None
+        self.at = 0.0
+
+    def forget(self, endpoint_ids: set[int]) -> None:
+        if self.sources and endpoint_ids:
+            self.sources = [s for s in self.sources if s.endpoint_id not in endpoint_ids]
+
+
+def claim(
+    token: str,
+    slots: int,
+    load: Load,
+    cache: ClaimCache | None = None,
+    discovery: Discovery | None = None,
+) -> list[Delivery]:
     """Claim up to `slots` due deliveries for one worker, to be sent at once.
 
     Args:
@@ -106,6 +137,7 @@ def claim(token: str, slots: int, load: Load, cache: ClaimCache | None = None) -
         slots: free sender threads.
         load: what this worker has in flight (for the merchant and retry shares).
         cache: a worker's cache of events and endpoints shared by many deliveries.
+        discovery: a worker's recent scan for endpoints with due work, to reuse.
 
     Returns:
         The claimed deliveries with event, merchant and endpoint loaded.
@@ -115,7 +147,7 @@ def claim(token: str, slots: int, load: Load, cache: ClaimCache | None = None) -
     if connection.vendor == "postgresql":
         with transaction.atomic():
             now = db_now()
-            chosen = _allocate(_sources(now, slots, load), slots, load)
+            chosen = _allocate(discover(now, slots, load, discovery), slots, load)
             # Only what this claim chose is locked and counted again: the cost of a claim
             # follows what it sends, not how many endpoints have work.
             locked = _lock_endpoints([s.endpoint_id for s in chosen if s.endpoint_id])
@@ -126,15 +158,17 @@ def claim(token: str, slots: int, load: Load, cache: ClaimCache | None = None) -
         # SQLite: the reads run outside the one machine-wide write lock; only the re-count
         # and the conditional UPDATE hold it.
         now = db_now()
-        sources = _sources(now, slots, load)
+        sources = discover(now, slots, load, discovery)
         chosen = _allocate(sources, slots, load)
         rows = _retry_share(_rows_for(chosen, now, skip_locked=False), load)
         if not rows:
+            _exhausted(discovery, chosen, rows)
             return []
         with transaction.atomic():
             now = db_now()  # the lease starts once the write lock is ours, not before the wait
             rows = _within_caps(rows, sources, load)
             _mark(token, rows, now)
+    _exhausted(discovery, chosen, rows)
     if not rows:
         return []
     return (cache or ClaimCache()).load([row.id for row in rows], token)
@@ -240,8 +274,63 @@ def _ready_endpoints_sql(excluded: int) -> str:
     """
 
 
+def discover(now: datetime, slots: int, load: Load, discovery: Discovery | None) -> list[_Source]:
+    """The endpoints with due work for one claim: a scan, or a worker's recent one.
+
+    A reused scan is safe: the claim itself re-checks every chosen row (still pending, still
+    due) and every cap (under the lock or the write lock); at worst a slot goes unused until
+    the next claim. A new endpoint with work is found by the next scan, at most
+    DISCOVERY_SECONDS later.
+    """
+    if discovery is None:
+        return _sources(now, slots, load)
+    if discovery.sources is None or time.monotonic() - discovery.at > DISCOVERY_SECONDS:
+        discovery.sources = _endpoint_sources(now, load)
+        discovery.at = time.monotonic()
+        for source in discovery.sources:
+            # What other workers had in flight; this worker's own count is known exactly.
+            source.others = max(0, source.busy - load.by_endpoint.get(source.endpoint_id, 0))
+    reused = [
+        dataclasses.replace(s, given=0, busy=s.others + load.by_endpoint.get(s.endpoint_id, 0))
+        for s in discovery.sources
+        if s.due <= now and not load.held.get(s.endpoint_id or 0)
+    ]
+    return reused + _one_offs(now, slots)
+
+
+def _exhausted(discovery: Discovery | None, chosen: list[_Source], rows: list[_Row]) -> None:
+    """Keep a reused scan honest: endpoints that had less due work than they were given (or
+    that another worker was claiming for) are dropped from it until the next scan."""
+    if discovery is None or not discovery.sources:
+        return
+    taken = Counter(row.endpoint_id for row in rows if row.endpoint_id is not None)
+    discovery.forget(
+        {s.endpoint_id for s in chosen if s.endpoint_id and taken[s.endpoint_id] < s.given}
+    )
+
+
+def _one_offs(now: datetime, slots: int) -> list[_Source]:
+    """Due one-off deliveries (a per-event URL: no endpoint, no cap)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, merchant_id, attempts, next_attempt_at FROM {_table(Delivery)} "
+            "WHERE status = 'pending' AND endpoint_id IS NULL AND next_attempt_at <= %s "
+            "ORDER BY next_attempt_at LIMIT %s",
+            [_param(now), slots],
+        )
+        return [
+            _Source(merchant_id, _when(due) or now, 1, delivery=(pk, attempts))
+            for pk, merchant_id, attempts, due in cursor.fetchall()
+        ]
+
+
 def _sources(now: datetime, slots: int, load: Load) -> list[_Source]:
     """Endpoints with due work and room under their cap, and due one-off deliveries."""
+    return _endpoint_sources(now, load) + _one_offs(now, slots)
+
+
+def _endpoint_sources(now: datetime, load: Load) -> list[_Source]:
+    """Endpoints with due work and room under their cap (a skip scan: one probe each)."""
     sources: list[_Source] = []
     with connection.cursor() as cursor:
         cursor.execute(_ready_endpoints_sql(len(load.unrecorded)), list(load.unrecorded))
@@ -259,14 +348,6 @@ def _sources(now: datetime, slots: int, load: Load) -> list[_Source]:
                 sources.append(
                     _Source(merchant_id, due, cap, busy, endpoint_id=eid, timeout=float(timeout))
                 )
-        cursor.execute(
-            f"SELECT id, merchant_id, attempts, next_attempt_at FROM {_table(Delivery)} "
-            "WHERE status = 'pending' AND endpoint_id IS NULL AND next_attempt_at <= %s "
-            "ORDER BY next_attempt_at LIMIT %s",
-            [_param(now), slots],
-        )
-        for pk, merchant_id, attempts, due in cursor.fetchall():
-            sources.append(_Source(merchant_id, _when(due) or now, 1, delivery=(pk, attempts)))
     return sources
 
 

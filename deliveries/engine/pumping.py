@@ -39,7 +39,7 @@ from django.conf import settings
 from django.db import connection
 
 from deliveries.engine.cache import ClaimCache
-from deliveries.engine.claiming import Load, claim
+from deliveries.engine.claiming import Discovery, Load, claim
 from deliveries.engine.queueing import kick
 from deliveries.engine.recording import DATABASE_AWAY, forget_connection, record
 from deliveries.engine.sending import AttemptResult, attempt_async, unsent
@@ -189,6 +189,9 @@ class Senders:
         # each endpoint that answered slowly or not at all stays slow.
         self.started: dict[int, tuple[int | None, float]] = {}
         self.slow_until: dict[int, float] = {}
+        # Endpoints with a failure recorded since the pump last looked: their breaker or due
+        # time may have moved, so a reused scan forgets them.
+        self.failed: set[int] = set()
         self.in_flight = 0
         self.sent = 0
         self.recorder: Recorder | None = None
@@ -202,6 +205,12 @@ class Senders:
         if self.loop.is_running():
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self.client.close(), self.loop).result(timeout)
+
+    def take_failed(self) -> set[int]:
+        """Endpoints with a failed send since the last call (their breaker may have moved)."""
+        with self.lock:
+            failed, self.failed = self.failed, set()
+            return failed
 
     def snapshot(self) -> Load:
         """What this worker has in flight, for one claim; the slow lane as of now."""
@@ -227,6 +236,8 @@ class Senders:
             for delivery in deliveries:
                 self.in_flight += 1
                 self.started[delivery.pk] = (delivery.endpoint_id, claimed_at)
+                if delivery.endpoint_id is not None:
+                    self.load.by_endpoint[delivery.endpoint_id] += 1
                 self.load.by_merchant[delivery.merchant_id] += 1
                 if delivery.attempts > 1:
                     self.load.retries += 1
@@ -261,6 +272,10 @@ class Senders:
             self.load.by_merchant[delivery.merchant_id] -= 1
             if self.load.by_merchant[delivery.merchant_id] <= 0:
                 del self.load.by_merchant[delivery.merchant_id]
+            if delivery.endpoint_id is not None:
+                self.load.by_endpoint[delivery.endpoint_id] -= 1
+                if self.load.by_endpoint[delivery.endpoint_id] <= 0:
+                    del self.load.by_endpoint[delivery.endpoint_id]
             if delivery.attempts > 1:
                 self.load.retries -= 1
             self.sent += result.sent
@@ -286,6 +301,7 @@ class Senders:
                 delivery = result.delivery
                 self.load.unrecorded.discard(delivery.pk)
                 if delivery.endpoint_id is not None and not result.ok:
+                    self.failed.add(delivery.endpoint_id)
                     self.load.held[delivery.endpoint_id] -= 1
                     if self.load.held[delivery.endpoint_id] <= 0:
                         del self.load.held[delivery.endpoint_id]
@@ -365,6 +381,7 @@ class Pump:
         self.capacity = capacity or settings.WEBHOOK_MAX_IN_FLIGHT
         self.senders = senders(self.capacity)
         self.cache = ClaimCache()
+        self.discovery = Discovery()
 
     def run(self, max_seconds: float) -> int:
         """Send until nothing is due or in flight, or `max_seconds` passed, or SIGTERM.
@@ -423,8 +440,11 @@ class Pump:
 
     def claim(self, free: int) -> int:
         """Claim up to `free` deliveries and start each on a sender thread at once."""
+        self.discovery.forget(self.senders.take_failed())
         try:
-            claimed = claim(self.senders.token, free, self.senders.snapshot(), self.cache)
+            claimed = claim(
+                self.senders.token, free, self.senders.snapshot(), self.cache, self.discovery
+            )
         except DATABASE_AWAY as exc:
             # The database is away: connect afresh and try again shortly; what is in flight is
             # still sent, and its outcomes are kept until they can be written.
