@@ -53,6 +53,9 @@ RECORD_EVERY = 0.05  # seconds the recorder lets results gather into one bulk wr
 CLAIM_RETRY = 0.1  # seconds between claims while the last one found nothing
 CLAIM_TOPUP = 0.04  # seconds between claims for a few free slots: claims stay few
 MIN_CLAIM_FRACTION = 4  # claim at once when a quarter of the slots are free
+# The most one claim takes: a thousand free slots are filled by several claims in a row, so a
+# merchant whose event comes meanwhile waits for one claim's work, not for a thousand sends'.
+MAX_CLAIM = 200
 RECORD_RETRY_MAX = 5.0  # seconds between tries to write outcomes while the database is away
 DRAIN_RECORD_SECONDS = 60.0  # how long an exiting worker keeps trying to write its outcomes
 # How long outcomes are kept for a database that keeps refusing them. Past this their leases
@@ -429,8 +432,9 @@ class Pump:
                 not short and free >= self.capacity // MIN_CLAIM_FRACTION
             )
             if free > 0 and (many or now >= wait_until):
-                got = self.claim(free)
-                last_claim, exhausted, short = now, got == 0, got < free
+                wanted = min(free, MAX_CLAIM)
+                got = self.claim(wanted)
+                last_claim, exhausted, short = now, got == 0, got < wanted
                 free -= got
                 wait_until = now + (CLAIM_RETRY if exhausted else CLAIM_TOPUP)
             if free == self.capacity and exhausted:
