@@ -99,3 +99,31 @@ def test_it_reads_any_retry_after_without_raising(value: str) -> None:
     now = timezone.now()
     wait = policy.parse_retry_after(value, now)
     assert wait is None or timedelta(0) <= wait <= policy.MAX_RETRY_AFTER
+
+
+def test_it_records_the_rest_of_a_batch_when_giving_back_unsent_claims_fails(
+    merchant: Merchant,
+    receiver: Receiver,
+    make_endpoint: Callable[..., Endpoint],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Fault injection: giving back the unsent claim fails (a bug, not the database away); the
+    # sent delivery of the same batch is still recorded.
+    from deliveries.engine import recording
+    from deliveries.engine.claiming import Load, claim
+    from deliveries.engine.sending import attempt, unsent
+
+    make_endpoint(receiver.url("/ok"))
+    for n in range(2):
+        emit(merchant, "receipts.update", {"n": n})
+    first, second = claim("w-release", 2, Load(capacity=10))
+
+    def broken_release(token: str, ids: list[int]) -> int:
+        raise RuntimeError("release broke")
+
+    monkeypatch.setattr(recording, "release", broken_release)
+    written = recording.record("w-release", [attempt(first), unsent(second, "not sent")])
+
+    assert written is True
+    assert Delivery.objects.get(pk=first.pk).status == "succeeded"
+    assert Delivery.objects.get(pk=second.pk).status == "delivering"  # back at its lease's end

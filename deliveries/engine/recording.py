@@ -55,7 +55,12 @@ def record(token: str, results: Iterable[AttemptResult]) -> bool:
     sent = [r for r in results if r.sent]
     try:
         if unsent:
-            release(token, unsent)
+            try:
+                release(token, unsent)
+            except DATABASE_AWAY:
+                raise
+            except Exception:  # the claims come back when their lease ends; record the rest
+                log.exception("could not give back %d unsent claims", len(unsent))
         if sent:
             _record(token, sent)
     except DATABASE_AWAY as exc:
