@@ -295,27 +295,28 @@ def make_endpoint(merchant: Merchant) -> Callable[..., Endpoint]:
     return make
 
 
+def webhook_form_data(**overrides: Any) -> dict[str, Any]:
+    """The fields of a valid add/edit webhook form, with overrides (needs the database)."""
+    fields: dict[str, Any] = {
+        "url": "http://127.0.0.1:9/hook",
+        "description": "Back office",
+        "category": Category.objects.get(slug="sales").pk,
+        "event_types": [EventType.objects.get(name="receipts.update").pk],
+        "log_mode": "full",
+        "payload_style": "full",
+        "retry_policy": "exponential",
+        "fixed_retries": 1,
+        "fixed_cooldown_seconds": 7,
+        "timeout_seconds": 30,
+    }
+    fields.update(overrides)
+    return fields
+
+
 @pytest.fixture
 def webhook_form(db: None) -> Callable[..., dict[str, Any]]:
-    """The fields of a valid add/edit webhook form, with overrides."""
-
-    def data(**overrides: Any) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            "url": "http://127.0.0.1:9/hook",
-            "description": "Back office",
-            "category": Category.objects.get(slug="sales").pk,
-            "event_types": [EventType.objects.get(name="receipts.update").pk],
-            "log_mode": "full",
-            "payload_style": "full",
-            "retry_policy": "exponential",
-            "fixed_retries": 1,
-            "fixed_cooldown_seconds": 7,
-            "timeout_seconds": 30,
-        }
-        fields.update(overrides)
-        return fields
-
-    return data
+    """`webhook_form_data`, for tests that take it as a fixture."""
+    return webhook_form_data
 
 
 @pytest.fixture

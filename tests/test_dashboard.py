@@ -21,6 +21,7 @@ from deliveries.engine import disable_endpoint, send_test
 from deliveries.models import Delivery, Event
 from endpoints.models import Endpoint
 from tests.conftest import PASSWORD, Answer, Receiver
+from tests.conftest import webhook_form_data as form_data
 
 BASIC_AUTH_PASSWORD = "pa55-w0rd-nobody-sees"
 
@@ -51,23 +52,6 @@ def flashes(client: Client, response: Any) -> list[str]:
         html.unescape(m)
         for m in re.findall(r'<div class="message [^"]+" role="\w+">(.*?)</div>', page)
     ]
-
-
-def form_data(**overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "url": "http://127.0.0.1:9/hook",
-        "description": "Back office",
-        "category": Category.objects.get(slug="sales").pk,
-        "event_types": [EventType.objects.get(name="receipts.update").pk],
-        "log_mode": "full",
-        "payload_style": "full",
-        "retry_policy": "exponential",
-        "fixed_retries": 1,
-        "fixed_cooldown_seconds": 7,
-        "timeout_seconds": 30,
-    }
-    data.update(overrides)
-    return data
 
 
 def all_done() -> bool:
