@@ -6,7 +6,7 @@ import functools
 import hashlib
 import secrets
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -144,6 +144,21 @@ class User(AbstractUser):
         db_table = "endpoints_user"
 
 
+class Revocable:
+    """A credential with a `revoked_at` field: active until revoked, revoked once."""
+
+    revoked_at: datetime | None
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])  # type: ignore[attr-defined]
+
+
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
     def active(self) -> ApiKeyQuerySet:
         return self.filter(revoked_at__isnull=True)
@@ -214,7 +229,7 @@ def _row_reader(model: type[models.Model], vendor: str) -> tuple[list[str], list
 API_KEY_PREFIX = "whk_"
 
 
-class ApiKey(models.Model):
+class ApiKey(Revocable, models.Model):
     """A bearer key for the REST API. Shown once at creation; stored as a SHA-256 hash."""
 
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="api_keys")
@@ -257,15 +272,6 @@ class ApiKey(models.Model):
             created_by=created_by,
         )
         return key, raw
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
-
-    def revoke(self) -> None:
-        if self.revoked_at is None:
-            self.revoked_at = timezone.now()
-            self.save(update_fields=["revoked_at"])
 
 
 class OAuthClient(models.Model):
@@ -364,7 +370,7 @@ class OperatorKeyQuerySet(models.QuerySet["OperatorKey"]):
         return key
 
 
-class OperatorKey(models.Model):
+class OperatorKey(Revocable, models.Model):
     """A bearer key of the POS platform itself: it manages merchants and acts for any one of
     them (named by a `Merchant-Id` header). Shown once at creation; stored as a SHA-256 hash.
     """
@@ -391,15 +397,6 @@ class OperatorKey(models.Model):
         raw = OPERATOR_KEY_PREFIX + secrets.token_urlsafe(32)
         key = cls.objects.create(name=name, prefix=raw[:12], key_hash=ApiKey.hash(raw))
         return key, raw
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
-
-    def revoke(self) -> None:
-        if self.revoked_at is None:
-            self.revoked_at = timezone.now()
-            self.save(update_fields=["revoked_at"])
 
 
 class OperatorRequestKey(models.Model):
