@@ -32,6 +32,13 @@ MASK = "****"
 _MASKED_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie"}
 
 
+# A delivery's place in the order of its ordering value (`Delivery.place`), in SQL.
+_PLACE = models.Case(
+    models.When(order_after__isnull=False, then=models.F("order_after") * 2 + 1),
+    default=models.F("id") * 2,
+    output_field=models.BigIntegerField(),
+)
+
 # Deliveries whose destination may be sent to: a one-off URL, or an enabled endpoint.
 _TO_ENABLED = Q(endpoint__isnull=True) | Q(endpoint__is_enabled=True)
 
@@ -318,6 +325,15 @@ class Delivery(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     # Set by a manual retry, resend or recover; its next attempt is logged as manual.
     manual_retry = models.BooleanField(default=False, db_default=False)
+    # Ordered delivery (lib/ordering.py): the value of its endpoint's ordering key in the
+    # event's data (null: not ordered). It goes once no delivery of the same value before it
+    # is pending or being sent. Its place is its id, or, once a manual retry put it at the
+    # back, just after `order_after` (the newest delivery of its value at that moment).
+    # Null, not "", for "not ordered": the partial index leaves those rows out.
+    ordering_value = models.CharField(  # noqa: DJ001
+        max_length=240, null=True, blank=True, editable=False
+    )
+    order_after = models.BigIntegerField(null=True, blank=True, editable=False)
 
     objects = DeliveryQuerySet.as_manager()
 
@@ -339,6 +355,12 @@ class Delivery(models.Model):
             models.Index(fields=["endpoint", "status", "-id"], name="delivery_endpoint_status"),
             models.Index(fields=["endpoint", "created_at"], name="delivery_endpoint_created"),
             models.Index(fields=["merchant", "status", "-id"], name="delivery_merchant_status"),
+            # Ordered delivery: what is still unfinished before a delivery, of its value.
+            models.Index(
+                fields=["endpoint", "ordering_value", "id"],
+                name="delivery_ordered_unfinished",
+                condition=Q(status__in=["pending", "delivering"], ordering_value__isnull=False),
+            ),
             # The dashboard's failed-attempt count: succeeded deliveries that needed retries.
             models.Index(
                 fields=["endpoint", "id"],
@@ -373,6 +395,33 @@ class Delivery(models.Model):
     def no_answer(self) -> str:
         """ "no answer in 30 s" for a timeout (recorded as 408), "" when the receiver answered."""
         return text.no_answer(self.last_status_code, self.last_error) if self.attempts else ""
+
+    def waiting_for(self) -> Delivery | None:
+        """Ordered delivery: the unfinished delivery of the same value just before this one
+        (it goes once that one has succeeded or failed for good), or None."""
+        if (
+            self.ordering_value is None
+            or self.endpoint_id is None
+            or self.status != self.Status.PENDING
+        ):
+            return None
+        return (
+            Delivery.objects.filter(
+                endpoint_id=self.endpoint_id,
+                ordering_value=self.ordering_value,
+                status__in=[self.Status.PENDING, self.Status.DELIVERING],
+            )
+            .exclude(pk=self.pk)
+            .annotate(place=_PLACE)
+            .filter(place__lt=self.place)
+            .order_by("-place")
+            .first()
+        )
+
+    @property
+    def place(self) -> int:
+        """Its place in the order of its value: its id, or just after `order_after`."""
+        return 2 * self.order_after + 1 if self.order_after is not None else 2 * self.pk
 
     @property
     def log_mode(self) -> str:

@@ -7,17 +7,26 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models
 from django.utils import timezone
 
 from accounts.models import Merchant
 from catalogue.models import Category, EventType
-from lib import filters, signing
+from lib import filters, ordering, signing
 from lib.crypto import CredentialURLField, EncryptedTextField
 from lib.ids import new_id
 
 SECRET_OVERLAP = timedelta(hours=24)
+MAX_RATE_LIMIT = 1000  # deliveries per second one webhook may be given
+
+
+def validate_ordering_key(value: str | None) -> None:
+    try:
+        ordering.clean_key(value)
+    except ordering.OrderingKeyError as exc:
+        raise ValidationError(str(exc)) from exc
 
 
 def _endpoint_id() -> str:
@@ -136,6 +145,25 @@ class Endpoint(models.Model):
         help_text="Only events whose data match this filter are delivered (Convoy's syntax).",
     )
     custom_headers = EncryptedTextField(blank=True, default="")
+    # `rate_limit`: deliveries per second at most, across every worker (the claims keep to it,
+    # deliveries/engine/pacing.py); `rate_next_at` is when the next one may go, by the
+    # database's clock. `ordering_key`: a dotted path of the event's data; deliveries with the
+    # same value go one at a time, in the order the events came (lib/ordering.py).
+    rate_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_RATE_LIMIT)],
+        help_text="Deliveries per second to this webhook, at most; empty: no limit.",
+    )
+    rate_next_at = models.DateTimeField(null=True, blank=True, editable=False)
+    ordering_key = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        validators=[validate_ordering_key],
+        help_text="A field of the event's data (dotted path): deliveries with the same value "
+        "go one at a time, in order.",
+    )
 
     # The circuit breaker (see deliveries/engine/breaker.py): an endpoint that keeps timing
     # out or refusing connections is parked instead of holding sender threads.
