@@ -15,7 +15,9 @@ from django.utils import timezone
 
 from accounts.models import Merchant
 from deliveries.engine.breaker import update as update_breakers
-from deliveries.engine.claiming import Load, claim
+from deliveries.engine.claiming import Discovery, Load, claim
+from deliveries.engine.finding import discover
+from deliveries.engine.queueing import kick, take_fresh
 from deliveries.models import Delivery, Event
 from deliveries.results import AttemptResult
 from endpoints.models import Endpoint
@@ -100,6 +102,56 @@ def test_it_serves_a_fresh_event_before_the_whole_backlog_of_a_crowd(
     assert crowd[0].pk in merchants  # and the oldest of the backlog still goes first
 
 
+def test_it_keeps_a_merchant_posting_steadily_level_with_a_crowd(
+    make_endpoint: Callable[..., Endpoint],
+) -> None:
+    crowd = _merchants(30)
+    for n, shop in enumerate(crowd):
+        _due(make_endpoint(f"http://127.0.0.1:9/crowd{n}", merchant=shop), 1, ago=300 - n)
+    steady = Merchant.objects.create(name="Steady")
+    endpoint = make_endpoint("http://127.0.0.1:9/steady", merchant=steady)
+    _due(endpoint, 1, status=Delivery.Status.DELIVERING)  # its last event, not yet recorded
+    _due(endpoint, 1, ago=0.5)
+
+    claimed = claim("w1", 4, Load(capacity=100))
+
+    # One send in flight is as good as none: it is not served after the 30 with none.
+    assert steady.pk in [d.merchant_id for d in claimed]
+
+
+def test_it_looks_at_an_endpoint_told_fresh_before_the_next_scan(
+    make_endpoint: Callable[..., Endpoint],
+) -> None:
+    old_shop, new_shop = _merchants(2)
+    backlog = make_endpoint("http://127.0.0.1:9/backlog", merchant=old_shop, max_in_flight=50)
+    _due(backlog, 10)
+    discovery = Discovery()
+    discovery.reuse = 60.0  # this worker's scan stays in use for a minute
+    assert len(claim("w1", 1, Load(capacity=100), discovery=discovery)) == 1
+    fresh = make_endpoint("http://127.0.0.1:9/fresh", merchant=new_shop)
+    _due(fresh, 1, ago=0.1)  # after the scan
+    discovery.fresh.add(fresh.pk)  # what an emit tells the pumps (deliveries.engine.queueing)
+
+    claimed = claim("w1", 2, Load(capacity=100), discovery=discovery)
+
+    assert new_shop.pk in [d.merchant_id for d in claimed]
+
+
+def test_it_orders_equals_differently_in_two_workers_scans(
+    make_endpoint: Callable[..., Endpoint],
+) -> None:
+    for n, shop in enumerate(_merchants(60)):
+        _due(make_endpoint(f"http://127.0.0.1:9/{n}", merchant=shop), 1, ago=5)
+    first, second = Discovery(), Discovery()
+    now = timezone.now()
+    discover(now, 10, Load(capacity=100), first)
+    discover(now, 10, Load(capacity=100), second)  # both scanned the same crowd
+
+    assert len(claim("w1", 10, Load(capacity=100), discovery=first)) == 10
+    # The other worker does not reach for the same ten first (then it found none left).
+    assert claim("w2", 10, Load(capacity=100), discovery=second)
+
+
 def test_it_bounds_the_slow_lane_and_keeps_room_for_healthy_endpoints(
     make_endpoint: Callable[..., Endpoint],
 ) -> None:
@@ -181,3 +233,10 @@ def test_it_still_claims_an_endpoints_due_work_beside_a_row_with_no_due_time(
 
     assert len(claimed) == 1
     assert claimed[0].pk != orphan.pk
+
+
+def test_it_tells_one_pump_which_endpoints_just_got_work(redis_conn: object) -> None:
+    kick(fresh={7, 8})
+    kick(fresh={8, 9})
+    assert take_fresh(500) == {7, 8, 9}
+    assert take_fresh(500) == set()  # each taken once: by one pump

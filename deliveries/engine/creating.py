@@ -15,6 +15,7 @@ field (`Delivery.ordering_value`), which claims keep in order.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -153,7 +154,8 @@ def create_deliveries_of_events(
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
     if due and kick_pump:
-        transaction.on_commit(kick)
+        fresh = {pk for _, targets in plan for pk, _ in targets if pk is not None}
+        transaction.on_commit(functools.partial(kick, fresh=fresh))
     return ids
 
 

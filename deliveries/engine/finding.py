@@ -10,8 +10,8 @@ pause ends); one held by its rate limit is due when its next send may go.
 
 from __future__ import annotations
 
-import dataclasses
 import math
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +26,8 @@ from endpoints.models import Endpoint
 from lib import http
 
 DISCOVERY_SECONDS = 0.5  # how long a worker's claims reuse one scan for endpoints with work
+SCAN_SHARE = 0.2  # at most this share of a worker's time goes to scanning (a longer reuse)
+MAX_FRESH = 500  # endpoints told fresh that one claim looks at, at most
 # How far ahead a claim may take a rate-limited endpoint's next sends: each then waits for
 # its moment on the event loop (deliveries/engine/pacing.py).
 RATE_HORIZON = timedelta(seconds=0.1)
@@ -78,6 +80,13 @@ class Source:
     others: int = 0  # in flight from other workers when it was found (a reused scan)
     rate: int | None = None  # its rate limit, deliveries per second
     ordered: bool = False  # it has an ordering key
+    # Oldest first by the second, in a random order within one: two workers that scanned the
+    # same crowd do not both reach for the same endpoints first (half their claims found
+    # nothing left).
+    order: tuple[int, float] = (0, 0.0)
+
+    def __post_init__(self) -> None:
+        self.order = (math.floor(self.due.timestamp()), random.random())
 
     @property
     def room(self) -> int:
@@ -98,6 +107,8 @@ class Discovery:
     def __init__(self) -> None:
         self.sources: list[Source] | None = None
         self.at = 0.0
+        self.reuse = DISCOVERY_SECONDS  # how long this scan is reused
+        self.fresh: set[int] = set()  # endpoints that just got new deliveries: look now
         # When each endpoint held back by its rate limit may send next (database time).
         self.paced: dict[int, datetime] = {}
 
@@ -111,6 +122,7 @@ class Discovery:
         for source in self.sources or []:
             if source.endpoint_id in next_at:
                 source.due = next_at[source.endpoint_id] - RATE_HORIZON
+                source.order = (math.floor(source.due.timestamp()), source.order[1])
 
     def rate_pause(self, now: datetime) -> float | None:
         """Seconds until an endpoint held back by its rate limit may send (None: none is)."""
@@ -142,10 +154,23 @@ def param(value: datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
 
 
-def _ready_endpoints_sql(excluded: int) -> str:
+def _ready_endpoints_sql(excluded: int, only: int = 0) -> str:
+    """Endpoints with pending work: all of them (a skip scan), or `only` that many given ids."""
     # 'pending' is written out, not bound: SQLite uses a partial index only for a literal.
     d, e = table(Delivery), table(Endpoint)
     not_mine = f"AND id NOT IN ({', '.join(['%s'] * excluded)})" if excluded else ""
+    columns = f"""
+        SELECT e.id, e.merchant_id, e.max_in_flight, e.concurrency_limit, e.timeout_seconds,
+               e.breaker_state, e.breaker_probe_at, e.rate_limit, e.rate_next_at,
+               e.ordering_key,
+               (SELECT next_attempt_at FROM {d}
+                WHERE status = 'pending' AND endpoint_id = e.id AND next_attempt_at IS NOT NULL
+                ORDER BY endpoint_id, next_attempt_at LIMIT 1) AS due,
+               (SELECT COUNT(*) FROM {d}
+                WHERE status = 'delivering' AND endpoint_id = e.id {not_mine}) AS busy
+    """
+    if only:
+        return f"{columns} FROM {e} e WHERE e.id IN ({', '.join(['%s'] * only)}) AND e.is_enabled"
     return f"""
         WITH RECURSIVE ready(eid) AS (
             SELECT MIN(endpoint_id) FROM {d}
@@ -155,14 +180,7 @@ def _ready_endpoints_sql(excluded: int) -> str:
                     WHERE status = 'pending' AND endpoint_id > ready.eid)
             FROM ready WHERE ready.eid IS NOT NULL
         )
-        SELECT e.id, e.merchant_id, e.max_in_flight, e.concurrency_limit, e.timeout_seconds,
-               e.breaker_state, e.breaker_probe_at, e.rate_limit, e.rate_next_at,
-               e.ordering_key,
-               (SELECT next_attempt_at FROM {d}
-                WHERE status = 'pending' AND endpoint_id = e.id AND next_attempt_at IS NOT NULL
-                ORDER BY endpoint_id, next_attempt_at LIMIT 1) AS due,
-               (SELECT COUNT(*) FROM {d}
-                WHERE status = 'delivering' AND endpoint_id = e.id {not_mine}) AS busy
+        {columns}
         FROM ready JOIN {e} e ON e.id = ready.eid
         WHERE e.is_enabled
     """
@@ -173,23 +191,44 @@ def discover(now: datetime, slots: int, load: Load, discovery: Discovery | None)
 
     A reused scan is safe: the claim itself re-checks every chosen row (still pending, still
     due) and every cap (under the lock or the write lock); at worst a slot goes unused until
-    the next claim. A new endpoint with work is found by the next scan, at most
-    DISCOVERY_SECONDS later.
+    the next claim. Endpoints that just got new deliveries (`Discovery.fresh`, told by emits)
+    are looked at at once, so a merchant's new event does not wait for the next scan; other
+    new work (a retry coming due) is found by the next scan. A scan is reused for
+    DISCOVERY_SECONDS, or for SCAN_SHARE's inverse times as long as it took when that is
+    longer (10,000 endpoints with work took 0.37 s to scan on PostgreSQL), so scanning never
+    takes more than about a fifth of a worker's claiming.
     """
     if discovery is None:
         return all_sources(now, slots, load)
-    if discovery.sources is None or time.monotonic() - discovery.at > DISCOVERY_SECONDS:
+    if discovery.sources is None or time.monotonic() - discovery.at > discovery.reuse:
+        started = time.monotonic()
         discovery.sources = endpoint_sources(now, load)
         discovery.at = time.monotonic()
-        for source in discovery.sources:
-            # What other workers had in flight; this worker's own count is known exactly.
-            source.others = max(0, source.busy - load.by_endpoint.get(source.endpoint_id, 0))
-    reused = [
-        dataclasses.replace(s, given=0, busy=s.others + load.by_endpoint.get(s.endpoint_id, 0))
-        for s in discovery.sources
-        if s.due <= now and not load.held.get(s.endpoint_id or 0)
-    ]
+        discovery.reuse = max(DISCOVERY_SECONDS, (discovery.at - started) / SCAN_SHARE)
+        discovery.fresh.clear()
+        _count_others(discovery.sources, load)
+    elif discovery.fresh:
+        found = endpoint_sources(now, load, only=discovery.fresh)
+        discovery.fresh.clear()
+        _count_others(found, load)
+        discovery.forget({s.endpoint_id for s in found if s.endpoint_id is not None})
+        discovery.sources += found
+    # The scan's own sources, made ready for this claim in place (a worker's claims run one
+    # at a time): copying 10,000 of them cost more than the rest of a claim.
+    reused = []
+    by_endpoint, held = load.by_endpoint, load.held
+    for source in discovery.sources:
+        if source.due <= now and not held.get(source.endpoint_id or 0):
+            source.given = 0
+            source.busy = source.others + by_endpoint.get(source.endpoint_id, 0)
+            reused.append(source)
     return reused + one_offs(now, slots)
+
+
+def _count_others(sources: list[Source], load: Load) -> None:
+    for source in sources:
+        # What other workers had in flight; this worker's own count is known exactly.
+        source.others = max(0, source.busy - load.by_endpoint.get(source.endpoint_id, 0))
 
 
 def forget_exhausted(
@@ -234,11 +273,15 @@ def all_sources(now: datetime, slots: int, load: Load) -> list[Source]:
     return endpoint_sources(now, load) + one_offs(now, slots)
 
 
-def endpoint_sources(now: datetime, load: Load) -> list[Source]:
-    """Endpoints with due work and room under their cap (a skip scan: one probe each)."""
+def endpoint_sources(now: datetime, load: Load, only: set[int] | None = None) -> list[Source]:
+    """Endpoints with due work and room under their cap (a skip scan: one probe each), or
+    those of `only` that have."""
     sources: list[Source] = []
+    ids = sorted(only or ())
     with connection.cursor() as cursor:
-        cursor.execute(_ready_endpoints_sql(len(load.unrecorded)), list(load.unrecorded))
+        cursor.execute(
+            _ready_endpoints_sql(len(load.unrecorded), len(ids)), [*load.unrecorded, *ids]
+        )
         rows = cursor.fetchall()
         for row in rows:
             eid, merchant, cap, limit, timeout, state, probe_at, rate, rate_at, key, due, busy = row

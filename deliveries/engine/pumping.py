@@ -41,7 +41,8 @@ from django.db import connection
 from deliveries.engine.cache import ClaimCache
 from deliveries.engine.claiming import Discovery, Load, claim
 from deliveries.engine.clock import db_now
-from deliveries.engine.queueing import kick
+from deliveries.engine.finding import MAX_FRESH
+from deliveries.engine.queueing import kick, take_fresh
 from deliveries.engine.recording import DATABASE_AWAY, forget_connection, record
 from deliveries.engine.sending import AttemptResult, attempt_async, unsent
 from deliveries.models import Delivery
@@ -464,6 +465,7 @@ class Pump:
     def claim(self, free: int) -> int:
         """Claim up to `free` deliveries and start each on a sender thread at once."""
         self.discovery.forget(self.senders.take_failed())
+        self.discovery.fresh.update(take_fresh(MAX_FRESH))
         try:
             claimed = claim(
                 self.senders.token, free, self.senders.snapshot(), self.cache, self.discovery

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 QUEUE = "default"
 PUMP_QUEUED_KEY = "webhooks:pump-queued"
 PUMP_QUEUED_TTL = 30  # seconds; a lost job only delays work until the sweep notices
+FRESH_KEY = "webhooks:fresh-endpoints"
+FRESH_TTL = 60  # seconds; a pump takes them at its next claim, the scan finds any left over
 SIDE_EFFECT_TIMEOUT = 120  # seconds an e-mail job may take (EMAIL_TIMEOUT bounds each send)
 
 
@@ -33,18 +36,26 @@ def queue() -> Queue:
     return django_rq.get_queue(QUEUE)
 
 
-def kick(*, force: bool = False) -> bool:
+def kick(*, force: bool = False, fresh: Iterable[int] = ()) -> bool:
     """Make sure a pump job is queued; called after every commit that creates due work.
 
     Args:
         force: enqueue even if the marker says one is queued (the sweep, when work waits).
+        fresh: endpoints that just got due deliveries: a busy pump looks at them at its next
+            claim instead of at its next scan (`take_fresh`).
 
     Returns:
         True when a job was enqueued.
     """
     try:
         q = queue()
-        if not q.connection.set(PUMP_QUEUED_KEY, "1", nx=True, ex=PUMP_QUEUED_TTL):
+        with q.connection.pipeline(transaction=False) as pipe:
+            if fresh:
+                pipe.sadd(FRESH_KEY, *fresh)
+                pipe.expire(FRESH_KEY, FRESH_TTL)
+            pipe.set(PUMP_QUEUED_KEY, "1", nx=True, ex=PUMP_QUEUED_TTL)
+            marked = pipe.execute()[-1]
+        if not marked:
             if not force:
                 return False
             q.connection.set(PUMP_QUEUED_KEY, "1", ex=PUMP_QUEUED_TTL)
@@ -59,6 +70,16 @@ def kick(*, force: bool = False) -> bool:
         log.warning("could not enqueue delivery work (%s); the sweep will retry", exc)
         return False
     return True
+
+
+def take_fresh(count: int) -> set[int]:
+    """Up to `count` endpoints told fresh by `kick`, each taken by one pump (empty when Redis
+    is away: the next scan finds them)."""
+    try:
+        taken = queue().connection.spop(FRESH_KEY, count)
+    except RedisError:
+        return set()
+    return {int(pk) for pk in taken or ()}
 
 
 def pump_started() -> None:
