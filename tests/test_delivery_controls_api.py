@@ -1,0 +1,283 @@
+"""Rate limit and ordered delivery, as merchants, integrators and staff see them.
+
+The webhook's `rate_limit` and `ordering_key` in the API (JSON and form-encoded), the
+dashboard form and settings, the admin and the OpenAPI schema; per delivery, its
+`ordering_value` and what it waits for, in the API, the dashboard and the admin; and the
+manual retry that goes behind newer deliveries of its value unless asked to keep its place.
+How the engine holds the rate and the order is tested with the engine, not here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from accounts.models import Merchant
+from deliveries import emit
+from deliveries.models import Delivery
+from endpoints.models import Endpoint
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+URL = "http://127.0.0.1:9/hook"
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+
+def create(api: Client, **fields: Any) -> Any:
+    return api.post(
+        "/api/v1/webhooks", {"payload_url": URL, **fields}, content_type="application/json"
+    )
+
+
+def patch(api: Client, endpoint: Endpoint, body: Any, content_type: str = JSON) -> Any:
+    return api.patch(f"/api/v1/webhooks/{endpoint.public_id}", body, content_type=content_type)
+
+
+# --- the webhook's two controls in the API ------------------------------------------------
+
+
+def test_it_takes_both_controls_on_create_and_shows_them(api: Client, merchant: Merchant) -> None:
+    created = create(api, rate_limit=50, ordering_key="invoice.number")
+    assert created.status_code == 201, created.content
+    webhook = created.json()["webhook"]
+    assert (webhook["rate_limit"], webhook["ordering_key"]) == (50, "invoice.number")
+    endpoint = Endpoint.objects.get(public_id=webhook["id"])
+    assert (endpoint.rate_limit, endpoint.ordering_key) == (50, "invoice.number")
+
+    read = api.get(f"/api/v1/webhooks/{endpoint.public_id}").json()["webhook"]
+    assert (read["rate_limit"], read["ordering_key"]) == (50, "invoice.number")
+    # `rate_next_at` is the engine's own: never shown.
+    assert "rate_next_at" not in read
+
+    plain = create(api).json()["webhook"]
+    assert (plain["rate_limit"], plain["ordering_key"]) == (None, None)
+    listed = {w["id"]: w for w in api.get("/api/v1/webhooks").json()["webhooks"]}
+    assert listed[plain["id"]]["ordering_key"] is None
+    assert listed[endpoint.public_id]["rate_limit"] == 50
+
+
+def test_it_changes_and_clears_them_with_a_patch(api: Client, merchant: Merchant) -> None:
+    endpoint = Endpoint.objects.create(merchant=merchant, url=URL, description="Back office")
+    changed = patch(api, endpoint, {"rate_limit": 5, "ordering_key": "code"})
+    assert changed.status_code == 200, changed.content
+    assert changed.json()["webhook"]["rate_limit"] == 5
+    endpoint.refresh_from_db()
+    assert (endpoint.rate_limit, endpoint.ordering_key) == (5, "code")
+
+    # A patch of something else leaves them as they are.
+    patch(api, endpoint, {"description": "Till 2"})
+    endpoint.refresh_from_db()
+    assert (endpoint.rate_limit, endpoint.ordering_key) == (5, "code")
+
+    cleared = patch(api, endpoint, {"rate_limit": None, "ordering_key": None})
+    assert cleared.status_code == 200, cleared.content
+    assert cleared.json()["webhook"]["ordering_key"] is None
+    endpoint.refresh_from_db()
+    assert (endpoint.rate_limit, endpoint.ordering_key) == (None, "")
+
+    patch(api, endpoint, {"ordering_key": "lines.0.sku"})
+    patch(api, endpoint, {"ordering_key": ""})
+    endpoint.refresh_from_db()
+    assert endpoint.ordering_key == ""
+
+
+def test_it_takes_them_form_encoded(api: Client, merchant: Merchant) -> None:
+    body = urlencode({"payload_url": URL, "rate_limit": "10", "ordering_key": "code"})
+    created = api.post("/api/v1/webhooks", body, content_type=FORM)
+    assert created.status_code == 201, created.content
+    endpoint = Endpoint.objects.get(public_id=created.json()["webhook"]["id"])
+    assert (endpoint.rate_limit, endpoint.ordering_key) == (10, "code")
+
+    # Empty form values mean "none".
+    cleared = patch(api, endpoint, urlencode({"rate_limit": "", "ordering_key": ""}), FORM)
+    assert cleared.status_code == 200, cleared.content
+    endpoint.refresh_from_db()
+    assert (endpoint.rate_limit, endpoint.ordering_key) == (None, "")
+
+
+BAD_VALUES = [
+    ("rate_limit", 0, "greater than or equal to 1"),
+    ("rate_limit", 1001, "less than or equal to 1000"),
+    ("rate_limit", -5, "greater than or equal to 1"),
+    ("rate_limit", "abc", "A valid integer is required"),
+    ("rate_limit", 1.5, "A valid integer is required"),
+    ("ordering_key", "invoice number", "is not a dotted path"),
+    ("ordering_key", "lines.$.sku", "is not a dotted path"),
+    ("ordering_key", "$code", "is not a dotted path"),
+    ("ordering_key", "invoice..number", "is not a dotted path"),
+    ("ordering_key", "a" * 201, "at most 200 characters"),
+    ("ordering_key", ".".join("a" * 11), "at most 10 parts"),
+    ("ordering_key", 7, "Must be a dotted path"),
+    ("ordering_key", ["code"], "Must be a dotted path"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), BAD_VALUES)
+def test_it_refuses_bad_values_with_a_400_naming_the_field_and_changes_nothing(
+    api: Client, merchant: Merchant, field: str, value: Any, message: str
+) -> None:
+    response = create(api, **{field: value})
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert list(error["fields"]) == [field]
+    assert message in str(error["fields"][field])
+    assert not Endpoint.objects.filter(merchant=merchant).exists()
+
+    endpoint = Endpoint.objects.create(
+        merchant=merchant, url=URL, rate_limit=20, ordering_key="code"
+    )
+    response = patch(api, endpoint, {field: value, "description": "changed"})
+    assert response.status_code == 400
+    assert message in str(response.json()["error"]["fields"][field])
+    endpoint.refresh_from_db()
+    assert (endpoint.rate_limit, endpoint.ordering_key, endpoint.description) == (20, "code", "")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("rate_limit", "abc", "A valid integer is required"),
+        ("rate_limit", "0", "greater than or equal to 1"),
+        ("ordering_key", "invoice number", "is not a dotted path"),
+    ],
+)
+def test_it_refuses_bad_form_encoded_values_too(
+    api: Client, merchant: Merchant, field: str, value: str, message: str
+) -> None:
+    body = urlencode({"payload_url": URL, field: value})
+    response = api.post("/api/v1/webhooks", body, content_type=FORM)
+    assert response.status_code == 400, response.content
+    assert message in str(response.json()["error"]["fields"][field])
+    assert not Endpoint.objects.filter(merchant=merchant).exists()
+
+
+# --- deliveries: their ordering value and what they wait for -------------------------------
+
+
+@pytest.fixture
+def ordered(merchant: Merchant, make_endpoint: Callable[..., Endpoint]) -> Endpoint:
+    return make_endpoint(URL, ordering_key="code")
+
+
+def delivery_of(endpoint: Endpoint, code: Any, status: str = "pending", **changes: Any) -> Delivery:
+    """One delivery to `endpoint` of a products event whose data has this `code`.
+
+    Its ordering value is set as the engine stores it (the JSON text of the field), so
+    these tests do not depend on which engine creates deliveries.
+    """
+    event = emit(endpoint.merchant, "receipts.update", {"code": code, "name": "Flat white"})
+    value = None if code is None else json.dumps(code)
+    Delivery.objects.filter(event=event, endpoint=endpoint).update(
+        ordering_value=value, status=status, **changes
+    )
+    return Delivery.objects.get(event=event, endpoint=endpoint)
+
+
+def test_it_shows_the_ordering_value_and_what_a_delivery_waits_for(
+    api: Client, ordered: Endpoint
+) -> None:
+    first = delivery_of(ordered, "P-1", "failed", attempts=1)
+    second = delivery_of(ordered, "P-1", "delivering", attempts=1)
+    third = delivery_of(ordered, "P-1")
+    fourth = delivery_of(ordered, "P-1")
+    other = delivery_of(ordered, "P-2")
+    numbered = delivery_of(ordered, 7)
+    unordered = delivery_of(ordered, None)
+
+    listed = {d["id"]: d for d in api.get("/api/v1/deliveries").json()["deliveries"]}
+    shown = {
+        d.public_id: (listed[d.public_id]["ordering_value"], listed[d.public_id]["waiting_for"])
+        for d in (first, second, third, fourth, other, numbered, unordered)
+    }
+    assert shown == {
+        first.public_id: ("P-1", None),  # failed: it waits for nothing
+        second.public_id: ("P-1", None),  # being sent
+        third.public_id: ("P-1", second.public_id),  # a failed one no longer holds the value
+        fourth.public_id: ("P-1", third.public_id),
+        other.public_id: ("P-2", None),
+        numbered.public_id: ("7", None),
+        unordered.public_id: (None, None),
+    }
+
+    one = api.get(f"/api/v1/deliveries/{fourth.public_id}").json()["delivery"]
+    assert (one["ordering_value"], one["waiting_for"]) == ("P-1", third.public_id)
+    event = api.get(f"/api/v1/events/{fourth.event.public_id}").json()["event"]
+    assert event["deliveries"][0]["waiting_for"] == third.public_id
+
+
+def test_it_lists_a_page_of_deliveries_in_as_many_queries_however_many_wait(
+    api: Client, ordered: Endpoint
+) -> None:
+    def queries_for_the_list() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            response = api.get("/api/v1/deliveries?limit=100")
+        assert response.status_code == 200
+        return len(captured.captured_queries)
+
+    for _ in range(3):
+        delivery_of(ordered, "P-1")
+    queries_for_the_list()  # the first request with a key also notes when it was last used
+    few = queries_for_the_list()
+    for n in range(12):
+        delivery_of(ordered, f"P-{n % 3}")
+    many = api.get("/api/v1/deliveries?limit=100").json()["deliveries"]
+    assert sum(1 for d in many if d["waiting_for"]) == 12
+    assert queries_for_the_list() == few
+
+
+def test_it_retries_an_ordered_delivery_behind_newer_ones_unless_asked_to_keep_its_place(
+    api: Client, ordered: Endpoint
+) -> None:
+    first = delivery_of(ordered, "P-1", "failed", attempts=3)
+    second = delivery_of(ordered, "P-1", attempts=1)
+    third = delivery_of(ordered, "P-1")
+
+    def waits() -> dict[str, str | None]:
+        listed = api.get("/api/v1/deliveries").json()["deliveries"]
+        return {d["id"]: d["waiting_for"] for d in listed}
+
+    response = api.post(f"/api/v1/deliveries/{first.public_id}/retry")
+    assert response.status_code == 202, response.content
+    assert response.json()["delivery"]["waiting_for"] == third.public_id
+    # The old failure did not jump ahead of the newer ones of its value.
+    assert waits() == {
+        first.public_id: third.public_id,
+        second.public_id: None,
+        third.public_id: second.public_id,
+    }
+
+    # Failed again, as it was before that retry: this time the merchant keeps its place.
+    Delivery.objects.filter(pk=first.pk).update(status="failed", order_after=None)
+    kept = api.post(
+        f"/api/v1/deliveries/{first.public_id}/retry",
+        {"keep_place": True},
+        content_type="application/json",
+    )
+    assert kept.status_code == 202, kept.content
+    assert waits() == {
+        first.public_id: None,
+        second.public_id: first.public_id,
+        third.public_id: second.public_id,
+    }
+
+
+def test_it_refuses_a_keep_place_that_is_not_a_boolean(api: Client, ordered: Endpoint) -> None:
+    failed = delivery_of(ordered, "P-1", "failed", attempts=3)
+    response = api.post(
+        f"/api/v1/deliveries/{failed.public_id}/retry",
+        {"keep_place": "perhaps"},
+        content_type="application/json",
+    )
+    assert response.status_code == 400, response.content
+    assert "keep_place" in response.json()["error"]["fields"]
+    failed.refresh_from_db()
+    assert failed.status == Delivery.Status.FAILED
