@@ -19,7 +19,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from accounts.models import Merchant
+from accounts.models import Merchant, User
 from deliveries import emit
 from deliveries.models import Delivery
 from endpoints.models import Endpoint
@@ -281,3 +281,251 @@ def test_it_refuses_a_keep_place_that_is_not_a_boolean(api: Client, ordered: End
     assert "keep_place" in response.json()["error"]["fields"]
     failed.refresh_from_db()
     assert failed.status == Delivery.Status.FAILED
+
+
+# --- the dashboard ---------------------------------------------------------------------------
+
+
+def field_html(page: str, name: str, next_name: str) -> str:
+    """The part of the page from one form field's label to the next field's."""
+    return page[page.index(f'for="id_{name}"') : page.index(f'for="id_{next_name}"')]
+
+
+def test_it_sets_both_in_the_form_and_shows_them_in_the_settings(
+    owner_client: Client, merchant: Merchant, webhook_form: Callable[..., dict[str, Any]]
+) -> None:
+    form = owner_client.get("/webhooks/add/").content.decode()
+    assert "deliveries per second" in field_html(form, "rate_limit", "ordering_key")
+    help_text = field_html(form, "ordering_key", "send_test")
+    assert "code for products or number for invoices" in help_text
+
+    response = owner_client.post(
+        "/webhooks/add/", webhook_form(rate_limit="25", ordering_key="invoice.number")
+    )
+    assert response.status_code == 302
+    endpoint = Endpoint.objects.get()
+    assert (endpoint.rate_limit, endpoint.ordering_key) == (25, "invoice.number")
+
+    detail = owner_client.get(f"/webhooks/{endpoint.public_id}/").content.decode()
+    assert "At most 25 deliveries per second" in detail
+    assert "<code>invoice.number</code>: deliveries with the same value go one at a time" in detail
+    edit = owner_client.get(f"/webhooks/{endpoint.public_id}/edit/").content.decode()
+    assert 'value="25"' in field_html(edit, "rate_limit", "ordering_key")
+    assert 'value="invoice.number"' in field_html(edit, "ordering_key", "send_test")
+
+    owner_client.post(
+        f"/webhooks/{endpoint.public_id}/edit/", webhook_form(rate_limit="", ordering_key="")
+    )
+    endpoint.refresh_from_db()
+    assert (endpoint.rate_limit, endpoint.ordering_key) == (None, "")
+    detail = owner_client.get(f"/webhooks/{endpoint.public_id}/").content.decode()
+    assert "<dt>Rate limit</dt>\n      <dd>None</dd>" in detail
+    assert "None: deliveries go as they come" in detail
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("rate_limit", "0", "greater than or equal to 1"),
+        ("rate_limit", "1001", "less than or equal to 1000"),
+        ("rate_limit", "abc", "Enter a whole number"),
+        ("rate_limit", "1.5", "Enter a whole number"),
+        ("ordering_key", "invoice number", "is not a dotted path"),
+        ("ordering_key", "lines.$.sku", "is not a dotted path"),
+        ("ordering_key", "a" * 201, "at most 200 characters"),
+    ],
+)
+def test_it_shows_bad_values_on_the_field_and_saves_nothing(
+    owner_client: Client,
+    merchant: Merchant,
+    webhook_form: Callable[..., dict[str, Any]],
+    field: str,
+    value: str,
+    message: str,
+) -> None:
+    response = owner_client.post("/webhooks/add/", webhook_form(**{field: value}))
+    assert response.status_code == 200
+    page = response.content.decode()
+    after = {"rate_limit": "ordering_key", "ordering_key": "send_test"}[field]
+    assert message in field_html(page, field, after)
+    assert not Endpoint.objects.exists()
+
+    endpoint = Endpoint.objects.create(merchant=merchant, url=URL, rate_limit=20)
+    response = owner_client.post(
+        f"/webhooks/{endpoint.public_id}/edit/", webhook_form(**{field: value})
+    )
+    assert message in field_html(response.content.decode(), field, after)
+    endpoint.refresh_from_db()
+    assert (endpoint.rate_limit, endpoint.ordering_key, endpoint.description) == (20, "", "")
+
+
+def test_it_shows_what_a_waiting_ordered_delivery_waits_for(
+    owner_client: Client, ordered: Endpoint
+) -> None:
+    sending = delivery_of(ordered, "P-1", "delivering", attempts=1)
+    waiting = delivery_of(ordered, "P-1")
+    alone = delivery_of(ordered, "P-2")
+    link = (
+        f'Waiting for <a href="/deliveries/{sending.public_id}/">'
+        f"<code>{sending.public_id}</code></a> of the same code"
+    )
+
+    table = owner_client.get(f"/webhooks/{ordered.public_id}/").content.decode()
+    assert table.count("Waiting for <a") == 1
+    row = table[table.index(f"<code>{waiting.public_id}</code>") :]
+    assert row.index(link) < row.index("</tr>")
+
+    page = owner_client.get(f"/deliveries/{waiting.public_id}/").content.decode()
+    assert link in page
+    assert "<dt>Ordering value</dt><dd><code>P-1</code> (its code)</dd>" in page
+    assert (
+        "Waiting for <a" not in owner_client.get(f"/deliveries/{alone.public_id}/").content.decode()
+    )
+
+
+def test_it_shows_the_webhook_page_in_as_many_queries_however_many_wait(
+    owner_client: Client, ordered: Endpoint
+) -> None:
+    def queries_for_the_page() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            response = owner_client.get(f"/webhooks/{ordered.public_id}/")
+        assert response.status_code == 200
+        return len(captured.captured_queries)
+
+    delivery_of(ordered, "P-1")
+    delivery_of(ordered, "P-1")
+    few = queries_for_the_page()
+    for n in range(10):
+        delivery_of(ordered, f"P-{n % 2}")
+    assert queries_for_the_page() == few
+
+
+def test_it_explains_the_retry_of_an_ordered_delivery_and_can_keep_its_place(
+    owner_client: Client, ordered: Endpoint, outsider: User
+) -> None:
+    failed = delivery_of(ordered, "P-1", "failed", attempts=3)
+    newer = delivery_of(ordered, "P-1")
+    plain = delivery_of(ordered, None, "failed", attempts=3)
+
+    page = owner_client.get(f"/deliveries/{failed.public_id}/").content.decode()
+    assert "Retry sends it after the deliveries of the same code (P-1) that are waiting" in page
+    assert 'name="keep_place" value="1"' in page
+    table = owner_client.get(f"/webhooks/{ordered.public_id}/").content.decode()
+    assert table.count('name="keep_place"') == 1  # the unordered failure has one plain Retry
+    assert 'name="keep_place"' not in (
+        owner_client.get(f"/deliveries/{plain.public_id}/").content.decode()
+    )
+
+    # Another merchant's user: 404, and nothing is retried.
+    other = Client()
+    other.force_login(outsider)
+    retry = f"/deliveries/{failed.public_id}/retry/"
+    assert other.post(retry, {"keep_place": "1"}).status_code == 404
+    failed.refresh_from_db()
+    assert failed.status == Delivery.Status.FAILED
+    assert owner_client.get(retry).status_code == 405
+
+    response = owner_client.post(retry, follow=True)
+    assert "after the deliveries of the same code that are waiting" in response.content.decode()
+    failed.refresh_from_db()
+    assert (failed.status, failed.order_after) == (Delivery.Status.PENDING, newer.pk)
+
+    Delivery.objects.filter(pk=failed.pk).update(status="failed", order_after=None)
+    response = owner_client.post(retry, {"keep_place": "1"}, follow=True)
+    assert "in its own place" in response.content.decode()
+    failed.refresh_from_db()
+    assert (failed.status, failed.order_after) == (Delivery.Status.PENDING, None)
+    page = owner_client.get(f"/deliveries/{newer.public_id}/").content.decode()
+    assert f'Waiting for <a href="/deliveries/{failed.public_id}/">' in page
+
+
+# --- the admin -------------------------------------------------------------------------------
+
+
+def admin_form_data(response: Any) -> dict[str, Any]:
+    """What the admin's change form would post back unchanged."""
+    form = response.context["adminform"].form
+    data: dict[str, Any] = {}
+    for name, field in form.fields.items():
+        value = form[name].value()
+        if value is None:
+            continue
+        if isinstance(value, list):
+            data[name] = [str(v) for v in value]
+        elif isinstance(value, bool):
+            if value:
+                data[name] = "on"
+        else:
+            data[name] = str(value)
+        del field
+    return data
+
+
+def test_it_lets_staff_change_both_on_an_endpoint_and_validates_the_key(
+    staff_client: Client, merchant: Merchant
+) -> None:
+    endpoint = Endpoint.objects.create(merchant=merchant, url=URL, rate_limit=5)
+    path = f"/admin/endpoints/endpoint/{endpoint.pk}/change/"
+    page = staff_client.get(path)
+    html = page.content.decode()
+    assert 'name="rate_limit"' in html and 'name="ordering_key"' in html
+    assert "rate_next_at" not in html
+    data = admin_form_data(page)
+
+    bad = staff_client.post(path, {**data, "ordering_key": "invoice number"})
+    assert bad.status_code == 200
+    assert "is not a dotted path" in bad.content.decode()
+    bad = staff_client.post(path, {**data, "rate_limit": "1001"})
+    assert "less than or equal to 1000" in bad.content.decode()
+    endpoint.refresh_from_db()
+    assert (endpoint.rate_limit, endpoint.ordering_key) == (5, "")
+
+    saved = staff_client.post(path, {**data, "rate_limit": "40", "ordering_key": "code"})
+    assert saved.status_code == 302, saved.content
+    endpoint.refresh_from_db()
+    assert (endpoint.rate_limit, endpoint.ordering_key) == (40, "code")
+
+
+def test_it_shows_staff_the_ordering_value_and_what_a_delivery_waits_for(
+    staff_client: Client, ordered: Endpoint
+) -> None:
+    first = delivery_of(ordered, "P-1", "delivering", attempts=1)
+    second = delivery_of(ordered, "P-1")
+    unordered = delivery_of(ordered, None)
+
+    page = staff_client.get(f"/admin/deliveries/delivery/{second.pk}/change/").content.decode()
+    assert "Ordering value" in page and "P-1" in page
+    assert f'?q={first.public_id}">{first.public_id}</a>' in page
+    assert 'name="ordering_value"' not in page  # read-only
+
+    page = staff_client.get(f"/admin/deliveries/delivery/{unordered.pk}/change/").content.decode()
+    assert "Not ordered" in page
+
+
+# --- the OpenAPI schema ----------------------------------------------------------------------
+
+
+def test_it_documents_both_controls_and_the_delivery_fields_in_the_openapi_schema(
+    api: Client,
+) -> None:
+    response = api.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    schemas = response.json()["components"]["schemas"]
+    for name in ("WebhookInputRequest", "PatchedWebhookInputRequest", "WebhookOutput"):
+        rate = schemas[name]["properties"]["rate_limit"]
+        assert rate["type"] == "integer" and rate["nullable"] is True
+        assert "per second" in rate["description"]
+        key = schemas[name]["properties"]["ordering_key"]
+        assert key["type"] == "string" and key["nullable"] is True
+        assert key["maxLength"] == 200 and "dotted path" in key["description"]
+    assert schemas["WebhookInputRequest"]["properties"]["rate_limit"]["minimum"] == 1
+    assert schemas["WebhookInputRequest"]["properties"]["rate_limit"]["maximum"] == 1000
+    for field in ("ordering_value", "waiting_for"):
+        shown = schemas["DeliveryOutput"]["properties"][field]
+        assert shown["type"] == "string" and shown["nullable"] is True
+        assert "Ordered delivery" in shown["description"]
+    keep = schemas["RetryInputRequest"]["properties"]["keep_place"]
+    assert keep["type"] == "boolean" and "its original place" in keep["description"]
+    retry = response.json()["paths"]["/api/v1/deliveries/{public_id}/retry"]["post"]
+    assert "keep_place" in retry["description"]
+    assert "RetryInputRequest" in json.dumps(retry["requestBody"])
