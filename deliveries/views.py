@@ -160,11 +160,12 @@ def event(request: HttpRequest, public_id: str) -> HttpResponse:
         "error",
         "succeeded",
     )
-    deliveries = (
+    deliveries = list(
         event.deliveries.select_related("endpoint")
         .prefetch_related(Prefetch("attempt_log", queryset=attempts))
         .order_by("id")
     )
+    states.note_ordering(deliveries)
     context: dict[str, Any] = {
         "event": event,
         "deliveries": deliveries,

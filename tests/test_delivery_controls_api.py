@@ -378,9 +378,10 @@ def test_it_shows_what_a_waiting_ordered_delivery_waits_for(
     page = owner_client.get(f"/deliveries/{waiting.public_id}/").content.decode()
     assert link in page
     assert "<dt>Ordering value</dt><dd><code>P-1</code> (its code)</dd>" in page
-    assert (
-        "Waiting for <a" not in owner_client.get(f"/deliveries/{alone.public_id}/").content.decode()
-    )
+    event_page = owner_client.get(f"/events/{waiting.event.public_id}/").content.decode()
+    assert link in event_page
+    alone_page = owner_client.get(f"/deliveries/{alone.public_id}/").content.decode()
+    assert "Waiting for <a" not in alone_page
 
 
 def test_it_shows_the_webhook_page_in_as_many_queries_however_many_wait(
