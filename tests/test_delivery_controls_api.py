@@ -447,7 +447,7 @@ def admin_form_data(response: Any) -> dict[str, Any]:
     """What the admin's change form would post back unchanged."""
     form = response.context["adminform"].form
     data: dict[str, Any] = {}
-    for name, field in form.fields.items():
+    for name in form.fields:
         value = form[name].value()
         if value is None:
             continue
@@ -458,7 +458,6 @@ def admin_form_data(response: Any) -> dict[str, Any]:
                 data[name] = "on"
         else:
             data[name] = str(value)
-        del field
     return data
 
 
