@@ -448,9 +448,9 @@ class Delivery(models.Model):
                 status__in=[self.Status.PENDING, self.Status.DELIVERING],
             )
             .exclude(pk=self.pk)
-            .annotate(place=_PLACE)
-            .filter(place__lt=self.place)
-            .order_by("-place")
+            .annotate(place_in_order=_PLACE)
+            .filter(place_in_order__lt=self.place)
+            .order_by("-place_in_order")
             .first()
         )
 

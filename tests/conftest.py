@@ -208,8 +208,8 @@ class _ManyConnectionsServer(ThreadingHTTPServer):
 class Receiver:
     """A real HTTP server on 127.0.0.1 that records requests and answers as scripted.
 
-    `routes` answers by path; otherwise `answers` is consumed one per request, and when it
-    runs out, `default` answers.
+    `by_request` answers by what was sent, then `routes` by path; otherwise `answers` is
+    consumed one per request, and when it runs out, `default` answers.
     """
 
     def __init__(self, port: int = 0) -> None:
@@ -217,6 +217,8 @@ class Receiver:
         self.answers: list[Answer] = []
         self.default = Answer()
         self.routes: dict[str, Answer] = {}
+        # Answers by what was sent (its body, say); None falls through to the rules above.
+        self.by_request: Callable[[Received], Answer | None] | None = None
         self.lock = threading.Lock()
         self.in_flight = 0
         self.most_in_flight = 0  # the most requests this receiver held at once
@@ -238,8 +240,10 @@ class Receiver:
                             time.time(),
                         )
                     )
-                    answer = receiver.routes.get(self.path) or (
-                        receiver.answers.pop(0) if receiver.answers else receiver.default
+                    answer = (
+                        (receiver.by_request and receiver.by_request(receiver.requests[-1]))
+                        or receiver.routes.get(self.path)
+                        or (receiver.answers.pop(0) if receiver.answers else receiver.default)
                     )
                     receiver.in_flight += 1
                     receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)

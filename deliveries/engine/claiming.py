@@ -20,107 +20,59 @@ second worker send it again). Then:
 * retries never take more than `WEBHOOK_RETRY_SHARE` of the slots: first attempts always
   find a free one;
 * an endpoint whose breaker is open is skipped (one probe once its pause ends);
-* endpoints with due work are found by a skip scan over the per-endpoint due index (one
-  probe per endpoint), so a dead endpoint's 100,000 due rows are never walked; a worker's
-  claims reuse one scan for DISCOVERY_SECONDS (less what they exhausted, and endpoints whose
-  failure was recorded meanwhile), so claiming every few milliseconds does not scan every
-  endpoint with work every few milliseconds.
+* an endpoint's rate limit holds across workers (`deliveries/engine/pacing.py`, under the
+  same locks): what its rate does not allow yet stays unclaimed;
+* ordered delivery: a delivery with an ordering value goes only once no delivery of the same
+  value before it is pending or being sent (a failing one holds back only its own value).
+
+Which endpoints have due work is `deliveries/engine/finding.py`'s job.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import math
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
-from django.utils.dateparse import parse_datetime
 
 from deliveries.engine.cache import ClaimCache
 from deliveries.engine.clock import db_now
+from deliveries.engine.finding import (
+    Discovery,
+    Load,
+    Source,
+    all_sources,
+    discover,
+    forget_exhausted,
+    param,
+    q,
+    table,
+)
+from deliveries.engine.pacing import paced
 from deliveries.models import Delivery
-from endpoints.models import Endpoint
 from lib import http
 
+__all__ = [
+    "Discovery",
+    "Load",
+    "claim",
+    "claim_ids",
+    "has_claimable",
+    "oldest_due",
+    "release",
+    "release_expired",
+]
+
 ADVISORY_NAMESPACE = 0x57484B  # PostgreSQL advisory locks of endpoint claims ("WHK")
-ONE_OFF = "one-off"
-DISCOVERY_SECONDS = 0.5  # how long a worker's claims reuse one scan for endpoints with work
 UNION_CHUNK = 400  # endpoints' row queries in one statement (SQLite's limit is 500 terms)
-
-
-@dataclass
-class Load:
-    """What this worker already has in flight."""
-
-    capacity: int  # sends this worker may have in flight at once
-    by_merchant: Counter[int] = field(default_factory=Counter)
-    retries: int = 0
-    # Deliveries finished here but not yet recorded: their rows still say `delivering`, and
-    # are left out of in-flight counts (by id, so a row recorded meanwhile is not left out twice).
-    unrecorded: set[int] = field(default_factory=set)
-    # Endpoints with a failed attempt not yet recorded: claimed again only once the outcome is
-    # written, so a 410 disables, and a breaker opens, before anything more goes out.
-    held: Counter[int] = field(default_factory=Counter)
-    # The slow lane: endpoints slow or silent now, and this worker's sends in flight to them.
-    slow: set[int] = field(default_factory=set)
-    slow_in_flight: int = 0
-    by_endpoint: Counter[int] = field(default_factory=Counter)  # this worker's sends in flight
-
-    def copy(self) -> Load:
-        """A snapshot for one claim, while sends keep changing the original."""
-        return Load(
-            self.capacity,
-            Counter(self.by_merchant),
-            self.retries,
-            set(self.unrecorded),
-            Counter(self.held),
-            set(self.slow),
-            self.slow_in_flight,
-            Counter(self.by_endpoint),
-        )
-
-
-@dataclass
-class _Source:
-    """An endpoint with due work, or one due one-off delivery."""
-
-    merchant_id: int
-    due: datetime
-    cap: int
-    busy: int = 0
-    endpoint_id: int | None = None
-    delivery: tuple[int, int] | None = None  # (id, attempts) of a one-off delivery
-    timeout: float = http.MAX_TIMEOUT
-    given: int = 0  # slots handed to it by this claim
-    others: int = 0  # in flight from other workers when it was found (a reused scan)
-
-    @property
-    def room(self) -> int:
-        return self.cap - self.busy
-
-
-class Discovery:
-    """A worker's last scan for endpoints with due work, reused by its claims for a moment.
-
-    Endpoints whose failure was recorded since (their breaker or due time may have moved) and
-    endpoints a claim found short of work are dropped from it until the next scan.
-    """
-
-    def __init__(self) -> None:
-        self.sources: list[_Source] | None = None
-        self.at = 0.0
-
-    def forget(self, endpoint_ids: set[int]) -> None:
-        if self.sources and endpoint_ids:
-            self.sources = [s for s in self.sources if s.endpoint_id not in endpoint_ids]
 
 
 def claim(
@@ -140,38 +92,49 @@ def claim(
         discovery: a worker's recent scan for endpoints with due work, to reuse.
 
     Returns:
-        The claimed deliveries with event, merchant and endpoint loaded.
+        The claimed deliveries with event, merchant and endpoint loaded; a delivery paced by
+        its endpoint's rate limit carries `send_at`, its moment on `time.monotonic()`.
     """
     if slots <= 0:
         return []
+    held: dict[int, datetime] = {}
+    local = time.monotonic()
     if connection.vendor == "postgresql":
         with transaction.atomic():
-            now = db_now()
+            now, local = db_now(), time.monotonic()
             chosen = _allocate(discover(now, slots, load, discovery), slots, load)
             # Only what this claim chose is locked and counted again: the cost of a claim
             # follows what it sends, not how many endpoints have work.
             locked = _lock_endpoints([s.endpoint_id for s in chosen if s.endpoint_id])
             chosen = _within_room(chosen, locked, _in_flight(locked, load.unrecorded))
             rows = _retry_share(_rows_for(chosen, now, skip_locked=True), load)
+            rows, held = paced(rows, chosen, now)
             _mark(token, rows, now)
     else:
-        # SQLite: the reads run outside the one machine-wide write lock; only the re-count
-        # and the conditional UPDATE hold it.
+        # SQLite: the reads run outside the one machine-wide write lock; only the re-count,
+        # the rate limits and the conditional UPDATE hold it.
         now = db_now()
         sources = discover(now, slots, load, discovery)
         chosen = _allocate(sources, slots, load)
         rows = _retry_share(_rows_for(chosen, now, skip_locked=False), load)
-        if not rows:
-            _exhausted(discovery, chosen, rows)
-            return []
-        with transaction.atomic():
-            now = db_now()  # the lease starts once the write lock is ours, not before the wait
-            rows = _within_caps(rows, sources, load)
-            _mark(token, rows, now)
-    _exhausted(discovery, chosen, rows)
+        if rows:
+            with transaction.atomic():
+                # The lease starts once the write lock is ours, not before the wait.
+                now, local = db_now(), time.monotonic()
+                rows = _within_caps(rows, sources, load)
+                rows, held = paced(rows, chosen, now)
+                _mark(token, rows, now)
+    taken = Counter(row.endpoint_id for row in rows if row.endpoint_id is not None)
+    forget_exhausted(discovery, chosen, taken, held)
     if not rows:
         return []
-    return (cache or ClaimCache()).load([row.id for row in rows], token)
+    deliveries = (cache or ClaimCache()).load([row.id for row in rows], token)
+    # A paced delivery's moment, on this machine's clock: measured from when the claim read
+    # the database's clock, so the time the claim itself took does not shift it.
+    moments = {row.id: local + row.delay for row in rows if row.delay}
+    for delivery in deliveries:
+        delivery.send_at = moments.get(delivery.pk, 0.0)
+    return deliveries
 
 
 def claim_ids(token: str, ids: Sequence[int]) -> list[Delivery]:
@@ -195,13 +158,13 @@ def oldest_due(now: datetime | None = None) -> datetime | None:
     over a parked endpoint's backlog.
     """
     now = now or db_now()
-    return min((s.due for s in _sources(now, 1, Load(capacity=1))), default=None)
+    return min((s.due for s in all_sources(now, 1, Load(capacity=1))), default=None)
 
 
 def has_claimable(now: datetime | None = None) -> bool:
     """Whether any delivery could be claimed now (the sweep's reason to kick a pump)."""
     now = now or db_now()
-    return bool(_sources(now, 1, Load(capacity=1)))
+    return bool(all_sources(now, 1, Load(capacity=1)))
 
 
 def release(token: str, ids: Sequence[int]) -> int:
@@ -227,130 +190,6 @@ def release_expired() -> int:
 # --- finding work -------------------------------------------------------------------------
 
 
-def _q(name: str) -> str:
-    return connection.ops.quote_name(name)
-
-
-def _table(model: Any) -> str:
-    return _q(model._meta.db_table)
-
-
-def _when(value: Any) -> datetime | None:
-    """An aware datetime from a raw query: SQLite hands back text, or a naive UTC datetime."""
-    if value is None:
-        return None
-    parsed = value if isinstance(value, datetime) else parse_datetime(value)
-    if parsed is not None and parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
-
-
-def _param(value: datetime) -> Any:
-    return connection.ops.adapt_datetimefield_value(value)
-
-
-def _ready_endpoints_sql(excluded: int) -> str:
-    # 'pending' is written out, not bound: SQLite uses a partial index only for a literal.
-    d, e = _table(Delivery), _table(Endpoint)
-    not_mine = f"AND id NOT IN ({', '.join(['%s'] * excluded)})" if excluded else ""
-    return f"""
-        WITH RECURSIVE ready(eid) AS (
-            SELECT MIN(endpoint_id) FROM {d}
-            WHERE status = 'pending' AND endpoint_id IS NOT NULL
-            UNION ALL
-            SELECT (SELECT MIN(endpoint_id) FROM {d}
-                    WHERE status = 'pending' AND endpoint_id > ready.eid)
-            FROM ready WHERE ready.eid IS NOT NULL
-        )
-        SELECT e.id, e.merchant_id, e.max_in_flight, e.concurrency_limit, e.timeout_seconds,
-               e.breaker_state, e.breaker_probe_at,
-               (SELECT next_attempt_at FROM {d}
-                WHERE status = 'pending' AND endpoint_id = e.id AND next_attempt_at IS NOT NULL
-                ORDER BY endpoint_id, next_attempt_at LIMIT 1) AS due,
-               (SELECT COUNT(*) FROM {d}
-                WHERE status = 'delivering' AND endpoint_id = e.id {not_mine}) AS busy
-        FROM ready JOIN {e} e ON e.id = ready.eid
-        WHERE e.is_enabled
-    """
-
-
-def discover(now: datetime, slots: int, load: Load, discovery: Discovery | None) -> list[_Source]:
-    """The endpoints with due work for one claim: a scan, or a worker's recent one.
-
-    A reused scan is safe: the claim itself re-checks every chosen row (still pending, still
-    due) and every cap (under the lock or the write lock); at worst a slot goes unused until
-    the next claim. A new endpoint with work is found by the next scan, at most
-    DISCOVERY_SECONDS later.
-    """
-    if discovery is None:
-        return _sources(now, slots, load)
-    if discovery.sources is None or time.monotonic() - discovery.at > DISCOVERY_SECONDS:
-        discovery.sources = _endpoint_sources(now, load)
-        discovery.at = time.monotonic()
-        for source in discovery.sources:
-            # What other workers had in flight; this worker's own count is known exactly.
-            source.others = max(0, source.busy - load.by_endpoint.get(source.endpoint_id, 0))
-    reused = [
-        dataclasses.replace(s, given=0, busy=s.others + load.by_endpoint.get(s.endpoint_id, 0))
-        for s in discovery.sources
-        if s.due <= now and not load.held.get(s.endpoint_id or 0)
-    ]
-    return reused + _one_offs(now, slots)
-
-
-def _exhausted(discovery: Discovery | None, chosen: list[_Source], rows: list[_Row]) -> None:
-    """Keep a reused scan honest: endpoints that had less due work than they were given (or
-    that another worker was claiming for) are dropped from it until the next scan."""
-    if discovery is None or not discovery.sources:
-        return
-    taken = Counter(row.endpoint_id for row in rows if row.endpoint_id is not None)
-    discovery.forget(
-        {s.endpoint_id for s in chosen if s.endpoint_id and taken[s.endpoint_id] < s.given}
-    )
-
-
-def _one_offs(now: datetime, slots: int) -> list[_Source]:
-    """Due one-off deliveries (a per-event URL: no endpoint, no cap)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id, merchant_id, attempts, next_attempt_at FROM {_table(Delivery)} "
-            "WHERE status = 'pending' AND endpoint_id IS NULL AND next_attempt_at <= %s "
-            "ORDER BY next_attempt_at LIMIT %s",
-            [_param(now), slots],
-        )
-        return [
-            _Source(merchant_id, _when(due) or now, 1, delivery=(pk, attempts))
-            for pk, merchant_id, attempts, due in cursor.fetchall()
-        ]
-
-
-def _sources(now: datetime, slots: int, load: Load) -> list[_Source]:
-    """Endpoints with due work and room under their cap, and due one-off deliveries."""
-    return _endpoint_sources(now, load) + _one_offs(now, slots)
-
-
-def _endpoint_sources(now: datetime, load: Load) -> list[_Source]:
-    """Endpoints with due work and room under their cap (a skip scan: one probe each)."""
-    sources: list[_Source] = []
-    with connection.cursor() as cursor:
-        cursor.execute(_ready_endpoints_sql(len(load.unrecorded)), list(load.unrecorded))
-        rows = cursor.fetchall()
-        for eid, merchant_id, cap, limit, timeout, state, probe_at, due, busy in rows:
-            due, probe_at = _when(due), _when(probe_at)
-            cap = max(1, min(cap, limit)) if limit is not None else cap  # adaptive: see breaker
-            if due is None or due > now or load.held.get(eid):
-                continue
-            if state == Endpoint.BreakerState.OPEN:
-                if probe_at is not None and probe_at > now:
-                    continue  # parked: its backlog waits, holding no thread
-                cap = 1  # half-open: one probe at a time
-            if busy < cap:
-                sources.append(
-                    _Source(merchant_id, due, cap, busy, endpoint_id=eid, timeout=float(timeout))
-                )
-    return sources
-
-
 def _lock_endpoints(ids: list[int]) -> set[int]:
     """PostgreSQL: the endpoints no other worker is claiming for right now (locked till commit)."""
     if not ids:
@@ -371,7 +210,7 @@ def _in_flight(ids: set[int] | list[int], unrecorded: set[int]) -> dict[int, int
     not_mine = f"AND id NOT IN ({', '.join(['%s'] * len(unrecorded))}) " if unrecorded else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT endpoint_id, COUNT(*) FROM {_table(Delivery)} "
+            f"SELECT endpoint_id, COUNT(*) FROM {table(Delivery)} "
             f"WHERE status = 'delivering' AND endpoint_id IN ({placeholders}) {not_mine}"
             "GROUP BY endpoint_id",
             [*ids, *unrecorded],
@@ -389,20 +228,21 @@ class _Row:
     merchant_id: int
     attempts: int
     timeout: float
+    delay: float = 0.0  # seconds its send waits for its moment (a rate limit)
 
 
 def _share(capacity: int, fraction: float) -> int:
     return max(1, math.floor(capacity * fraction))
 
 
-def _allocate(sources: list[_Source], slots: int, load: Load) -> list[_Source]:
+def _allocate(sources: list[Source], slots: int, load: Load) -> list[Source]:
     """Hand out slots one at a time to the merchant with the fewest sends in flight (across
     every worker, as the database counts them), within each merchant round robin over its
     endpoints; each source within its room, each merchant within its share of the slots, the
     slow lane within its share. Sets each source's `given`."""
     share = _share(load.capacity, settings.WEBHOOK_MERCHANT_SHARE)
     slow_room = _share(load.capacity, settings.WEBHOOK_SLOW_LANE_SHARE) - load.slow_in_flight
-    queues: dict[int, deque[_Source]] = defaultdict(deque)
+    queues: dict[int, deque[Source]] = defaultdict(deque)
     in_flight: Counter[int] = Counter()
     for source in sorted(sources, key=lambda s: s.due):
         if source.room > 0:
@@ -443,7 +283,7 @@ def _oldest_and_freshest(merchants: list[int]) -> list[tuple[int, int]]:
     return [(min(2 * i, 2 * (last - i) + 1), m) for i, m in enumerate(merchants)]
 
 
-def _within_room(chosen: list[_Source], locked: set[int], busy: dict[int, int]) -> list[_Source]:
+def _within_room(chosen: list[Source], locked: set[int], busy: dict[int, int]) -> list[Source]:
     """PostgreSQL, under the chosen endpoints' locks: what each may still take now."""
     kept = []
     for source in chosen:
@@ -470,14 +310,26 @@ def _retry_share(rows: list[_Row], load: Load) -> list[_Row]:
     return chosen
 
 
-def _rows_for(allocation: list[_Source], now: datetime, *, skip_locked: bool) -> list[_Row]:
+# Ordered delivery: a row with an ordering value goes only when no delivery of the same value
+# before it (`Delivery.place`) is pending or being sent. The status list is written out as
+# the partial index `delivery_ordered_unfinished` has it, so SQLite uses that index.
+_PLACE_SQL = "COALESCE(2 * {t}.order_after + 1, 2 * {t}.id)"
+_IN_ORDER = (
+    "(r.ordering_value IS NULL OR NOT EXISTS ("
+    "SELECT 1 FROM {d} p WHERE p.endpoint_id = r.endpoint_id "
+    "AND p.ordering_value = r.ordering_value AND p.status IN ('pending', 'delivering') "
+    f"AND {_PLACE_SQL.format(t='p')} < {_PLACE_SQL.format(t='r')}))"
+)
+
+
+def _rows_for(allocation: list[Source], now: datetime, *, skip_locked: bool) -> list[_Row]:
     """The oldest due rows of each source, as many as it was given (one query for all)."""
     rows: list[_Row] = []
     parts: list[str] = []
     params: list[Any] = []
     timeouts: dict[int, float] = {}
     lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
-    d = _table(Delivery)
+    d = table(Delivery)
     for source in allocation:
         if source.delivery is not None:
             pk, attempts = source.delivery
@@ -486,11 +338,12 @@ def _rows_for(allocation: list[_Source], now: datetime, *, skip_locked: bool) ->
         assert source.endpoint_id is not None
         timeouts[source.endpoint_id] = source.timeout
         parts.append(
-            f"SELECT * FROM (SELECT id, endpoint_id, merchant_id, attempts FROM {d} "
+            f"SELECT * FROM (SELECT id, endpoint_id, merchant_id, attempts FROM {d} r "
             "WHERE status = 'pending' AND endpoint_id = %s AND next_attempt_at <= %s "
+            f"AND {_IN_ORDER.format(d=d)} "
             f"ORDER BY next_attempt_at, id LIMIT %s{lock}) AS t{len(parts)}"
         )
-        params += [source.endpoint_id, _param(now), source.given]
+        params += [source.endpoint_id, param(now), source.given]
     with connection.cursor() as cursor:
         # SQLite allows 500 terms in one compound SELECT: a claim for a crowd of endpoints
         # runs in chunks.
@@ -504,7 +357,7 @@ def _rows_for(allocation: list[_Source], now: datetime, *, skip_locked: bool) ->
     return rows
 
 
-def _within_caps(rows: list[_Row], sources: list[_Source], load: Load) -> list[_Row]:
+def _within_caps(rows: list[_Row], sources: list[Source], load: Load) -> list[_Row]:
     """SQLite, under the write lock: drop what would take an endpoint past its cap now."""
     caps = {s.endpoint_id: s.cap for s in sources if s.endpoint_id}
     busy = Counter(
@@ -532,20 +385,20 @@ def _mark(token: str, rows: list[_Row], now: datetime, *, due: bool = True) -> N
         by_lease[row.timeout].append(row.id)
     margin = settings.WEBHOOK_LEASE_MARGIN_SECONDS
     # Taken, tried and rescheduled by another worker since we looked: not due now.
-    still_due = f" AND {_q('next_attempt_at')} <= %s" if due else ""
+    still_due = f" AND {q('next_attempt_at')} <= %s" if due else ""
     with connection.cursor() as cursor:
         for timeout, ids in by_lease.items():
             cursor.execute(
-                f"UPDATE {_table(Delivery)} SET {_q('status')} = 'delivering', "
-                f"{_q('claimed_by')} = %s, {_q('claimed_until')} = %s, "
-                f"{_q('attempts')} = {_q('attempts')} + 1, {_q('last_attempt_at')} = %s "
-                f"WHERE {_q('id')} IN ({', '.join(['%s'] * len(ids))}) "
-                f"AND {_q('status')} = 'pending'{still_due}",
+                f"UPDATE {table(Delivery)} SET {q('status')} = 'delivering', "
+                f"{q('claimed_by')} = %s, {q('claimed_until')} = %s, "
+                f"{q('attempts')} = {q('attempts')} + 1, {q('last_attempt_at')} = %s "
+                f"WHERE {q('id')} IN ({', '.join(['%s'] * len(ids))}) "
+                f"AND {q('status')} = 'pending'{still_due}",
                 [
                     token,
-                    _param(now + timedelta(seconds=timeout + margin)),
-                    _param(now),
+                    param(now + timedelta(seconds=timeout + margin)),
+                    param(now),
                     *ids,
-                    *([_param(now)] if due else []),
+                    *([param(now)] if due else []),
                 ],
             )

@@ -8,7 +8,9 @@ with the same columns, the database's clock as its due time, and a kick after co
 
 It is also where an endpoint's `filter` applies: an event whose data does not match gets no
 delivery to that endpoint (nothing to send, retry or count as failed), on every path that
-creates deliveries. Only Send test skips it: the merchant asked for that one delivery.
+creates deliveries. Only Send test skips it: the merchant asked for that one delivery. And
+where an endpoint's `ordering_key` is read: each delivery stores its event's value of that
+field (`Delivery.ordering_value`), which claims keep in order.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Max, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from accounts.models import Merchant
@@ -31,6 +34,7 @@ from deliveries.engine.sending import attempt
 from deliveries.models import Delivery, Event, active_event_type, check_event_data
 from deliveries.sql import insert_sql
 from endpoints.models import Endpoint, test_data
+from lib import ordering
 from lib.filters import Filter, FilterError, compile_filter
 from lib.ids import new_id
 
@@ -48,6 +52,7 @@ _DELIVERY_COLUMNS = (
     "claimed_by",
     "last_error",
     "created_at",
+    "ordering_value",
 )
 
 Target = tuple[int | None, str]  # (endpoint id, one-off URL)
@@ -101,8 +106,9 @@ def create_deliveries_of_events(
         Each event's deliveries' public ids, in the order of `plan` and of its targets
         (without the targets that the endpoint's filter leaves out).
     """
+    controls = _controls(plan)
     if filtered:
-        plan = _apply_filters(plan)
+        plan = _apply_filters(plan, controls)
     ops = connection.ops
     # PostgreSQL: due by the database's clock, not the web machine's (workers compare with it).
     db_clock = due and connection.vendor == "postgresql"
@@ -131,6 +137,7 @@ def create_deliveries_of_events(
                 "",
                 "",
                 created,
+                ordering.value_of(event.data, controls.get(endpoint_id, _NONE)[1]),
             )
             for public_id, (endpoint_id, url) in zip(event_ids, targets, strict=True)
         ]
@@ -143,22 +150,31 @@ def create_deliveries_of_events(
     return ids
 
 
+_NONE: tuple[Any, str] = (None, "")
+
+
+def _controls(plan: Sequence[tuple[Event, list[Target]]]) -> dict[int, tuple[Any, str]]:
+    """(filter, ordering key) of the endpoints in the plan that have either: one query."""
+    endpoint_ids = {pk for _, targets in plan for pk, _ in targets if pk is not None}
+    if not endpoint_ids:
+        return {}
+    rows = (
+        Endpoint.objects.filter(pk__in=endpoint_ids)
+        .filter(Q(filter__isnull=False) | ~Q(ordering_key=""))
+        .values_list("pk", "filter", "ordering_key")
+    )
+    return {pk: (spec, key) for pk, spec, key in rows}
+
+
 def _apply_filters(
-    plan: Sequence[tuple[Event, list[Target]]],
+    plan: Sequence[tuple[Event, list[Target]]], controls: dict[int, tuple[Any, str]]
 ) -> list[tuple[Event, list[Target]]]:
     """The plan without the targets whose endpoint's filter an event's data does not match.
 
-    One query reads the filters of the endpoints in the plan that have one; each filter is
-    compiled once (and cached by lib.filters across calls).
+    Each filter is compiled once (and cached by lib.filters across calls).
     """
-    endpoint_ids = {pk for _, targets in plan for pk, _ in targets if pk is not None}
-    if not endpoint_ids:
-        return list(plan)
-    rows = Endpoint.objects.filter(pk__in=endpoint_ids, filter__isnull=False).values_list(
-        "pk", "filter"
-    )
     compiled: dict[int, Filter] = {}
-    for pk, spec in rows:
+    for pk, (spec, _) in controls.items():
         if not spec:
             continue
         try:
@@ -365,26 +381,36 @@ def send_now(delivery: Delivery) -> bool:
     return True
 
 
-def retry_now(qs: Any, *, include_succeeded: bool = False) -> int:
-    """Make deliveries due now again (manual retry, recover, resend).
+def retry_now(qs: Any, *, include_succeeded: bool = False, keep_place: bool = False) -> int:
+    """Make deliveries due again now (manual retry, recover, resend).
 
     A manual retry is one more attempt: the attempt count and the retry window are kept, so
-    a delivery that already exhausted its policy is not retried for 48 hours more.
+    a delivery that already exhausted its policy is not retried for 48 hours more. An ordered
+    delivery goes behind every delivery of its value that exists now (an old failure does not
+    jump ahead of newer ones), unless `keep_place`.
     """
-    from django.db.models import Q
-    from django.utils import timezone
-
     statuses = [Delivery.Status.FAILED, Delivery.Status.CANCELLED]
     if include_succeeded:
         statuses.append(Delivery.Status.SUCCEEDED)
     to_enabled = Q(endpoint__isnull=True) | Q(endpoint__is_enabled=True)
-    with transaction.atomic():
-        count = qs.filter(to_enabled, status__in=statuses).update(
-            status=Delivery.Status.PENDING,
-            next_attempt_at=timezone.now(),
-            completed_at=None,
-            manual_retry=True,
+    changes: dict[str, Any] = {
+        "status": Delivery.Status.PENDING,
+        "next_attempt_at": timezone.now(),
+        "completed_at": None,
+        "manual_retry": True,
+    }
+    if not keep_place:
+        # Null for an unordered delivery (no row has a null value to match).
+        changes["order_after"] = Subquery(
+            Delivery.objects.filter(
+                endpoint_id=OuterRef("endpoint_id"), ordering_value=OuterRef("ordering_value")
+            )
+            .values("endpoint_id")
+            .annotate(newest=Max("id"))
+            .values("newest")
         )
+    with transaction.atomic():
+        count = qs.filter(to_enabled, status__in=statuses).update(**changes)
         if count:
             transaction.on_commit(kick)
     return count

@@ -40,6 +40,7 @@ from django.db import connection
 
 from deliveries.engine.cache import ClaimCache
 from deliveries.engine.claiming import Discovery, Load, claim
+from deliveries.engine.clock import db_now
 from deliveries.engine.queueing import kick
 from deliveries.engine.recording import DATABASE_AWAY, forget_connection, record
 from deliveries.engine.sending import AttemptResult, attempt_async, unsent
@@ -259,6 +260,9 @@ class Senders:
             if time.monotonic() - claimed_at > settings.WEBHOOK_LEASE_MARGIN_SECONDS / 2:
                 result = unsent(delivery, "claim too old to send")
             else:
+                delay = getattr(delivery, "send_at", 0.0) - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # its moment under its endpoint's rate limit
                 result = await attempt_async(delivery, self.client)  # never raises
         finally:
             self._finished(result or unsent(delivery, "the send failed"))
@@ -309,6 +313,11 @@ class Senders:
                     if self.load.held[delivery.endpoint_id] <= 0:
                         del self.load.held[delivery.endpoint_id]
             self.changed.notify_all()
+
+    def unrecorded(self) -> int:
+        """Finished sends whose outcome is not written yet."""
+        with self.lock:
+            return len(self.load.unrecorded)
 
     def wait(self, timeout: float) -> None:
         """Until a send finishes or a batch is recorded, at most `timeout` seconds."""
@@ -438,9 +447,19 @@ class Pump:
                 free -= got
                 wait_until = now + (CLAIM_RETRY if exhausted else CLAIM_TOPUP)
             if free == self.capacity and exhausted:
-                return True
+                pause = self._rate_pause()
+                if pause is None and not self.senders.unrecorded():
+                    return True
+                # Not idle: a rate-limited endpoint may send again soon, or outcomes not yet
+                # written (the next delivery of an ordered value waits for them) will be.
+                wait_until = now + min(CLAIM_RETRY, pause if pause is not None else CLAIM_RETRY)
             # Woken early whenever a send finishes or a batch is recorded.
             self.senders.wait(max(wait_until - time.monotonic(), 0.001) if free else CLAIM_RETRY)
+
+    def _rate_pause(self) -> float | None:
+        if not self.discovery.paced:
+            return None
+        return self.discovery.rate_pause(db_now())
 
     def claim(self, free: int) -> int:
         """Claim up to `free` deliveries and start each on a sender thread at once."""
