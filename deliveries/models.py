@@ -298,9 +298,9 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
                 status__in=[Delivery.Status.PENDING, Delivery.Status.DELIVERING],
             )
             .exclude(pk=models.OuterRef("pk"))
-            .annotate(place=_PLACE)
-            .filter(place__lt=models.OuterRef("own_place"))
-            .order_by("-place")
+            .annotate(place_in_order=_PLACE)
+            .filter(place_in_order__lt=models.OuterRef("own_place"))
+            .order_by("-place_in_order")
             .values("public_id")[:1]
         )
         rows = (

@@ -255,19 +255,17 @@ def test_it_retries_an_ordered_delivery_behind_newer_ones_unless_asked_to_keep_i
         third.public_id: second.public_id,
     }
 
-    # Failed again, as it was before that retry: this time the merchant keeps its place.
-    Delivery.objects.filter(pk=first.pk).update(status="failed", order_after=None)
+    # Another value: this time the merchant keeps the failed one's place.
+    failed = delivery_of(ordered, "P-2", "failed", attempts=3)
+    newer = delivery_of(ordered, "P-2")
     kept = api.post(
-        f"/api/v1/deliveries/{first.public_id}/retry",
+        f"/api/v1/deliveries/{failed.public_id}/retry",
         {"keep_place": True},
         content_type="application/json",
     )
     assert kept.status_code == 202, kept.content
-    assert waits() == {
-        first.public_id: None,
-        second.public_id: first.public_id,
-        third.public_id: second.public_id,
-    }
+    assert kept.json()["delivery"]["waiting_for"] is None
+    assert waits()[newer.public_id] == failed.public_id
 
 
 def test_it_refuses_a_keep_place_that_is_not_a_boolean(api: Client, ordered: Endpoint) -> None:
@@ -426,18 +424,25 @@ def test_it_explains_the_retry_of_an_ordered_delivery_and_can_keep_its_place(
     assert failed.status == Delivery.Status.FAILED
     assert owner_client.get(retry).status_code == 405
 
+    def waits_for(delivery: Delivery) -> str:
+        page = owner_client.get(f"/deliveries/{delivery.public_id}/").content.decode()
+        return page.split('<dd class="waiting-for">', 1)[-1].split("</dd>", 1)[0]
+
     response = owner_client.post(retry, follow=True)
     assert "after the deliveries of the same code that are waiting" in response.content.decode()
     failed.refresh_from_db()
-    assert (failed.status, failed.order_after) == (Delivery.Status.PENDING, newer.pk)
+    assert failed.status == Delivery.Status.PENDING
+    assert f"/deliveries/{newer.public_id}/" in waits_for(failed)  # behind the newer one
 
-    Delivery.objects.filter(pk=failed.pk).update(status="failed", order_after=None)
-    response = owner_client.post(retry, {"keep_place": "1"}, follow=True)
+    # Another value: this time the merchant keeps the failed one's place.
+    failed = delivery_of(ordered, "P-2", "failed", attempts=3)
+    newer = delivery_of(ordered, "P-2")
+    keep = f"/deliveries/{failed.public_id}/retry/"
+    response = owner_client.post(keep, {"keep_place": "1"}, follow=True)
     assert "in its own place" in response.content.decode()
     failed.refresh_from_db()
-    assert (failed.status, failed.order_after) == (Delivery.Status.PENDING, None)
-    page = owner_client.get(f"/deliveries/{newer.public_id}/").content.decode()
-    assert f'Waiting for <a href="/deliveries/{failed.public_id}/">' in page
+    assert failed.status == Delivery.Status.PENDING
+    assert f"/deliveries/{failed.public_id}/" in waits_for(newer)  # the newer one waits for it
 
 
 # --- the admin -------------------------------------------------------------------------------
