@@ -28,16 +28,12 @@ from lib.ids import new_id
 from lib.text import has_surrogate
 
 MAX_LOGGED_BODY = 64 * 1024
+# Places of ordered deliveries are their events' sequence numbers times this: room for that
+# many manual retries put at the back between two events.
+PLACE_STEP = 1000
 MASK = "****"
 _MASKED_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie"}
 
-
-# A delivery's place in the order of its ordering value (`Delivery.place`), in SQL.
-_PLACE = models.Case(
-    models.When(order_after__isnull=False, then=models.F("order_after") * 2 + 1),
-    default=models.F("id") * 2,
-    output_field=models.BigIntegerField(),
-)
 
 # Deliveries whose destination may be sent to: a one-off URL, or an enabled endpoint.
 _TO_ENABLED = Q(endpoint__isnull=True) | Q(endpoint__is_enabled=True)
@@ -361,15 +357,16 @@ class Delivery(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     # Set by a manual retry, resend or recover; its next attempt is logged as manual.
     manual_retry = models.BooleanField(default=False, db_default=False)
-    # Ordered delivery (lib/ordering.py): the value of its endpoint's ordering key in the
-    # event's data (null: not ordered). It goes once no delivery of the same value before it
-    # is pending or being sent. Its place is its id, or, once a manual retry put it at the
-    # back, just after `order_after` (the newest delivery of its value at that moment).
+    # Ordered delivery (lib/ordering.py, deliveries/engine/sequencing.py): the value of its
+    # endpoint's ordering key in the event's data (null: not ordered), and its place among
+    # the deliveries of that value: its event's sequence number times PLACE_STEP, or, once a
+    # manual retry put it at the back, one more than the last place of its value. It goes once
+    # no delivery of the same value before it is pending or being sent.
     # Null, not "", for "not ordered": the partial index leaves those rows out.
     ordering_value = models.CharField(  # noqa: DJ001
         max_length=240, null=True, blank=True, editable=False
     )
-    order_after = models.BigIntegerField(null=True, blank=True, editable=False)
+    place = models.BigIntegerField(null=True, blank=True, editable=False)
 
     objects = DeliveryQuerySet.as_manager()
 
@@ -393,7 +390,7 @@ class Delivery(models.Model):
             models.Index(fields=["merchant", "status", "-id"], name="delivery_merchant_status"),
             # Ordered delivery: what is still unfinished before a delivery, of its value.
             models.Index(
-                fields=["endpoint", "ordering_value", "id"],
+                fields=["endpoint", "ordering_value", "place"],
                 name="delivery_ordered_unfinished",
                 condition=Q(status__in=["pending", "delivering"], ordering_value__isnull=False),
             ),
@@ -437,27 +434,22 @@ class Delivery(models.Model):
         (it goes once that one has succeeded or failed for good), or None."""
         if (
             self.ordering_value is None
+            or self.place is None
             or self.endpoint_id is None
             or self.status != self.Status.PENDING
         ):
             return None
+        before = Q(place__lt=self.place) | Q(place=self.place, pk__lt=self.pk)
         return (
             Delivery.objects.filter(
+                before,
                 endpoint_id=self.endpoint_id,
                 ordering_value=self.ordering_value,
                 status__in=[self.Status.PENDING, self.Status.DELIVERING],
             )
-            .exclude(pk=self.pk)
-            .annotate(place_in_order=_PLACE)
-            .filter(place_in_order__lt=self.place)
-            .order_by("-place_in_order")
+            .order_by("-place", "-pk")
             .first()
         )
-
-    @property
-    def place(self) -> int:
-        """Its place in the order of its value: its id, or just after `order_after`."""
-        return 2 * self.order_after + 1 if self.order_after is not None else 2 * self.pk
 
     @property
     def log_mode(self) -> str:

@@ -24,6 +24,7 @@ _CLAIM_FIELDS = (
     "last_attempt_at",
     "claimed_until",
     "manual_retry",
+    "ordering_value",
 )
 
 

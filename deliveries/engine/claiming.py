@@ -57,6 +57,7 @@ from deliveries.engine.finding import (
     table,
 )
 from deliveries.engine.pacing import paced
+from deliveries.engine.sequencing import ADVISORY_NAMESPACE, in_order_sql, park_blocked
 from deliveries.models import Delivery
 from lib import http
 
@@ -71,7 +72,6 @@ __all__ = [
     "release_expired",
 ]
 
-ADVISORY_NAMESPACE = 0x57484B  # PostgreSQL advisory locks of endpoint claims ("WHK")
 UNION_CHUNK = 400  # endpoints' row queries in one statement (SQLite's limit is 500 terms)
 
 
@@ -108,6 +108,7 @@ def claim(
             locked = _lock_endpoints([s.endpoint_id for s in chosen if s.endpoint_id])
             chosen = _within_room(chosen, locked, _in_flight(locked, load.unrecorded))
             rows = _retry_share(_rows_for(chosen, now, skip_locked=True), load)
+            park_blocked(_short_and_ordered(chosen, rows), now)
             rows, held = paced(rows, chosen, now)
             _mark(token, rows, now)
     else:
@@ -117,10 +118,12 @@ def claim(
         sources = discover(now, slots, load, discovery)
         chosen = _allocate(sources, slots, load)
         rows = _retry_share(_rows_for(chosen, now, skip_locked=False), load)
-        if rows:
+        to_park = _short_and_ordered(chosen, rows)
+        if rows or to_park:
             with transaction.atomic():
                 # The lease starts once the write lock is ours, not before the wait.
                 now, local = db_now(), time.monotonic()
+                park_blocked(to_park, now)
                 rows = _within_caps(rows, sources, load)
                 rows, held = paced(rows, chosen, now)
                 _mark(token, rows, now)
@@ -310,18 +313,6 @@ def _retry_share(rows: list[_Row], load: Load) -> list[_Row]:
     return chosen
 
 
-# Ordered delivery: a row with an ordering value goes only when no delivery of the same value
-# before it (`Delivery.place`) is pending or being sent. The status list is written out as
-# the partial index `delivery_ordered_unfinished` has it, so SQLite uses that index.
-_PLACE_SQL = "COALESCE(2 * {t}.order_after + 1, 2 * {t}.id)"
-_IN_ORDER = (
-    "(r.ordering_value IS NULL OR NOT EXISTS ("
-    "SELECT 1 FROM {d} p WHERE p.endpoint_id = r.endpoint_id "
-    "AND p.ordering_value = r.ordering_value AND p.status IN ('pending', 'delivering') "
-    f"AND {_PLACE_SQL.format(t='p')} < {_PLACE_SQL.format(t='r')}))"
-)
-
-
 def _rows_for(allocation: list[Source], now: datetime, *, skip_locked: bool) -> list[_Row]:
     """The oldest due rows of each source, as many as it was given (one query for all)."""
     rows: list[_Row] = []
@@ -330,6 +321,7 @@ def _rows_for(allocation: list[Source], now: datetime, *, skip_locked: bool) -> 
     timeouts: dict[int, float] = {}
     lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
     d = table(Delivery)
+    in_order = in_order_sql()
     for source in allocation:
         if source.delivery is not None:
             pk, attempts = source.delivery
@@ -340,7 +332,7 @@ def _rows_for(allocation: list[Source], now: datetime, *, skip_locked: bool) -> 
         parts.append(
             f"SELECT * FROM (SELECT id, endpoint_id, merchant_id, attempts FROM {d} r "
             "WHERE status = 'pending' AND endpoint_id = %s AND next_attempt_at <= %s "
-            f"AND {_IN_ORDER.format(d=d)} "
+            f"AND {in_order} "
             f"ORDER BY next_attempt_at, id LIMIT %s{lock}) AS t{len(parts)}"
         )
         params += [source.endpoint_id, param(now), source.given]
@@ -355,6 +347,17 @@ def _rows_for(allocation: list[Source], now: datetime, *, skip_locked: bool) -> 
             for pk, endpoint_id, merchant_id, attempts in cursor.fetchall():
                 rows.append(_Row(pk, endpoint_id, merchant_id, attempts, timeouts[endpoint_id]))
     return rows
+
+
+def _short_and_ordered(chosen: list[Source], rows: list[_Row]) -> set[int]:
+    """Ordered endpoints that had fewer due rows to send than they were given: some may be
+    held back by a delivery before them (sequencing parks those)."""
+    taken = Counter(row.endpoint_id for row in rows)
+    return {
+        s.endpoint_id
+        for s in chosen
+        if s.endpoint_id is not None and s.ordered and taken[s.endpoint_id] < s.given
+    }
 
 
 def _within_caps(rows: list[_Row], sources: list[Source], load: Load) -> list[_Row]:

@@ -31,7 +31,13 @@ from deliveries.engine.clock import now_sql
 from deliveries.engine.queueing import kick
 from deliveries.engine.recording import record
 from deliveries.engine.sending import attempt
-from deliveries.models import Delivery, Event, active_event_type, check_event_data
+from deliveries.models import (
+    PLACE_STEP,
+    Delivery,
+    Event,
+    active_event_type,
+    check_event_data,
+)
 from deliveries.sql import insert_sql
 from endpoints.models import Endpoint, test_data
 from lib import ordering
@@ -53,6 +59,7 @@ _DELIVERY_COLUMNS = (
     "last_error",
     "created_at",
     "ordering_value",
+    "place",
 )
 
 Target = tuple[int | None, str]  # (endpoint id, one-off URL)
@@ -137,7 +144,7 @@ def create_deliveries_of_events(
                 "",
                 "",
                 created,
-                ordering.value_of(event.data, controls.get(endpoint_id, _NONE)[1]),
+                *_order_of(event, controls.get(endpoint_id, _NONE)[1] if due else ""),
             )
             for public_id, (endpoint_id, url) in zip(event_ids, targets, strict=True)
         ]
@@ -151,6 +158,13 @@ def create_deliveries_of_events(
 
 
 _NONE: tuple[Any, str] = (None, "")
+
+
+def _order_of(event: Event, key: str) -> tuple[str | None, int | None]:
+    """(ordering value, place) of a delivery of this event to an endpoint with this key; a
+    delivery the caller sends itself (Send test) is never ordered."""
+    value = ordering.value_of(event.data, key)
+    return (value, event.sequence * PLACE_STEP) if value is not None else (None, None)
 
 
 def _controls(plan: Sequence[tuple[Event, list[Target]]]) -> dict[int, tuple[Any, str]]:
@@ -400,14 +414,18 @@ def retry_now(qs: Any, *, include_succeeded: bool = False, keep_place: bool = Fa
         "manual_retry": True,
     }
     if not keep_place:
-        # Null for an unordered delivery (no row has a null value to match).
-        changes["order_after"] = Subquery(
-            Delivery.objects.filter(
-                endpoint_id=OuterRef("endpoint_id"), ordering_value=OuterRef("ordering_value")
+        # One more than the last place of its value; null for an unordered delivery (no
+        # row has a null value to match).
+        changes["place"] = (
+            Subquery(
+                Delivery.objects.filter(
+                    endpoint_id=OuterRef("endpoint_id"), ordering_value=OuterRef("ordering_value")
+                )
+                .values("endpoint_id")
+                .annotate(last=Max("place"))
+                .values("last")
             )
-            .values("endpoint_id")
-            .annotate(newest=Max("id"))
-            .values("newest")
+            + 1
         )
     with transaction.atomic():
         count = qs.filter(to_enabled, status__in=statuses).update(**changes)

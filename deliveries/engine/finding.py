@@ -77,6 +77,7 @@ class Source:
     given: int = 0  # slots handed to it by this claim
     others: int = 0  # in flight from other workers when it was found (a reused scan)
     rate: int | None = None  # its rate limit, deliveries per second
+    ordered: bool = False  # it has an ordering key
 
     @property
     def room(self) -> int:
@@ -156,6 +157,7 @@ def _ready_endpoints_sql(excluded: int) -> str:
         )
         SELECT e.id, e.merchant_id, e.max_in_flight, e.concurrency_limit, e.timeout_seconds,
                e.breaker_state, e.breaker_probe_at, e.rate_limit, e.rate_next_at,
+               e.ordering_key,
                (SELECT next_attempt_at FROM {d}
                 WHERE status = 'pending' AND endpoint_id = e.id AND next_attempt_at IS NOT NULL
                 ORDER BY endpoint_id, next_attempt_at LIMIT 1) AS due,
@@ -238,7 +240,8 @@ def endpoint_sources(now: datetime, load: Load) -> list[Source]:
     with connection.cursor() as cursor:
         cursor.execute(_ready_endpoints_sql(len(load.unrecorded)), list(load.unrecorded))
         rows = cursor.fetchall()
-        for eid, merchant, cap, limit, timeout, state, probe_at, rate, rate_at, due, busy in rows:
+        for row in rows:
+            eid, merchant, cap, limit, timeout, state, probe_at, rate, rate_at, key, due, busy = row
             due, probe_at, rate_at = when(due), when(probe_at), when(rate_at)
             cap = max(1, min(cap, limit)) if limit is not None else cap  # adaptive: see breaker
             if due is not None and rate and rate_at is not None:
@@ -259,6 +262,7 @@ def endpoint_sources(now: datetime, load: Load) -> list[Source]:
                         endpoint_id=eid,
                         timeout=float(timeout),
                         rate=rate or None,
+                        ordered=bool(key),
                     )
                 )
     return sources

@@ -19,7 +19,7 @@ from typing import Any
 from django.db import InterfaceError, OperationalError, connection, transaction
 
 from deliveries import observability
-from deliveries.engine import breaker
+from deliveries.engine import breaker, sequencing
 from deliveries.engine.claiming import release
 from deliveries.engine.clock import db_now
 from deliveries.engine.disabling import auto_disable, check_failing
@@ -97,6 +97,12 @@ def _record(token: str, results: list[AttemptResult]) -> None:
         log.exception("a batch of %d outcomes failed; writing them one by one", len(results))
         for result in results:
             _write_alone(token, result, now)
+    try:
+        sequencing.release_next([r.delivery for r in results], now)
+    except DATABASE_AWAY:
+        raise
+    except Exception:  # what stays parked, the sweep's safety net makes due later
+        log.exception("could not make the next ordered deliveries due")
     observability.observe(results)
     _after(results, now)
 

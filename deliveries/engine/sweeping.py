@@ -2,7 +2,8 @@
 
 It gives back the claims of workers that died mid-send and kicks a pump whenever a delivery
 could be claimed, so a lost job, a flushed Redis or a crash between commit and enqueue
-delays work but loses none. Disabled endpoints and parked breakers have nothing claimable,
+delays work but loses none; now and then it also makes due any parked ordered delivery that
+nothing holds back any more. Disabled endpoints and parked breakers have nothing claimable,
 so they cause no empty pumps.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from django.conf import settings
@@ -17,7 +19,9 @@ from django.db import close_old_connections, connection
 from redis.exceptions import RedisError
 
 from deliveries.engine.claiming import has_claimable, release_expired
+from deliveries.engine.clock import db_now
 from deliveries.engine.queueing import kick, queue
+from deliveries.engine.sequencing import release_orphans
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,7 @@ def sweep() -> int:
     released = release_expired()
     if released:
         log.warning("released %d deliveries whose worker stopped mid-send", released)
+    _release_orphans()
     if has_claimable():
         try:
             queued = queue().count
@@ -41,6 +46,22 @@ def sweep() -> int:
             return released
         kick(force=queued == 0)
     return released
+
+
+ORPHANS_EVERY = 30.0  # seconds between looks for parked ordered deliveries nothing holds back
+_orphans_looked_at = -ORPHANS_EVERY
+
+
+def _release_orphans() -> None:
+    """The ordered deliveries' safety net (deliveries/engine/sequencing.py), now and then: it
+    reads every parked delivery, and a lost release only delays one."""
+    global _orphans_looked_at
+    if time.monotonic() - _orphans_looked_at < ORPHANS_EVERY:
+        return
+    _orphans_looked_at = time.monotonic()
+    released = release_orphans(db_now())
+    if released:
+        log.warning("made due %d ordered deliveries that nothing held back", released)
 
 
 class Sweeper(threading.Thread):

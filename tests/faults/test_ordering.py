@@ -2,8 +2,9 @@
 back only its own value; a manual retry does not jump ahead unless asked.
 
 With real `run_worker` processes (two, claiming for one endpoint) and a real receiver; the
-claim-level tests call `claim` as a worker does. Deleting the ordering condition from claims
-(`_IN_ORDER` in deliveries/engine/claiming.py) fails each test.
+claim-level tests call `claim` and `record` as a worker does. Deleting the ordering condition
+from claims (`in_order_sql` in deliveries/engine/sequencing.py) fails each test but the one
+on values; deleting the parking or the release fails theirs.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import Merchant
 from deliveries import emit
 from deliveries.engine.claiming import Load, claim
 from deliveries.engine.creating import retry_now
+from deliveries.engine.recording import record
+from deliveries.engine.sequencing import release_orphans
 from deliveries.models import Delivery
+from deliveries.results import AttemptResult
 from endpoints.models import Endpoint
 from tests.conftest import Answer, Received, Receiver
 from tests.faults.conftest import wait_until
@@ -166,3 +171,37 @@ def test_it_orders_by_the_value_not_its_text(
     )
     assert values == [("7",), ('"7"',)]
     assert len(claim("worker-a", 10, Load(capacity=10))) == 2
+
+
+def test_it_parks_a_backlog_behind_a_delivery_and_makes_the_next_due_when_it_finishes(
+    merchant: Merchant, make_endpoint: Callable[..., Endpoint]
+) -> None:
+    endpoint = make_endpoint("http://127.0.0.1:9/p", ordering_key="code", max_in_flight=50)
+    first, second, *rest = _ordered(merchant, endpoint, 5)
+    (taken,) = claim("worker-a", 50, Load(capacity=50))
+    assert taken.pk == first.pk
+    assert claim("worker-a", 50, Load(capacity=50)) == []
+    # Held back: parked (no due time), so claims no longer walk them.
+    parked = Delivery.objects.filter(endpoint=endpoint, status="pending")
+    assert [d.next_attempt_at for d in parked] == [None] * 4
+    record("worker-a", [AttemptResult(taken, b"{}", {}, status=200, answered=True)])
+    second.refresh_from_db()
+    assert second.next_attempt_at is not None  # the next of its value is due now
+    assert [d.pk for d in claim("worker-a", 50, Load(capacity=50))] == [second.pk]
+    assert all(
+        d.next_attempt_at is None for d in Delivery.objects.filter(pk__in=[d.pk for d in rest])
+    )
+
+
+def test_it_makes_due_a_parked_delivery_nothing_holds_back_any_more(
+    merchant: Merchant, make_endpoint: Callable[..., Endpoint]
+) -> None:
+    endpoint = make_endpoint("http://127.0.0.1:9/p", ordering_key="code", max_in_flight=50)
+    first, second, _ = _ordered(merchant, endpoint, 3)
+    claim("worker-a", 50, Load(capacity=50))
+    claim("worker-a", 50, Load(capacity=50))  # parks the other two
+    # Its outcome written by other means than the recorder (which would release the next).
+    Delivery.objects.filter(pk=first.pk).update(status="succeeded", claimed_by="")
+    assert release_orphans(timezone.now()) == 1
+    second.refresh_from_db()
+    assert second.next_attempt_at is not None
