@@ -283,25 +283,24 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
             for d in deliveries
             if d.status == Delivery.Status.PENDING
             and d.ordering_value is not None
+            and d.place is not None
             and d.endpoint_id is not None
         ]
         if not ids:
             return {}
+        place, own = models.OuterRef("place"), models.OuterRef("pk")
         before = (
             Delivery.objects.filter(
+                Q(place__lt=place) | Q(place=place, pk__lt=own),
                 endpoint_id=models.OuterRef("endpoint_id"),
                 ordering_value=models.OuterRef("ordering_value"),
                 status__in=[Delivery.Status.PENDING, Delivery.Status.DELIVERING],
             )
-            .exclude(pk=models.OuterRef("pk"))
-            .annotate(place_in_order=_PLACE)
-            .filter(place_in_order__lt=models.OuterRef("own_place"))
-            .order_by("-place_in_order")
+            .order_by("-place", "-pk")
             .values("public_id")[:1]
         )
         rows = (
             Delivery.objects.filter(pk__in=ids)
-            .annotate(own_place=_PLACE)
             .annotate(waits_for=models.Subquery(before))
             .values_list("pk", "waits_for")
         )
