@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from deliveries import engine, states
 from deliveries.engine import resend
 from deliveries.models import Delivery, DeliveryAttempt, Event
+from lib import ordering
 from lib.masking import mask_url_secrets
 from lib.text import deliveries, escape_surrogates
 
@@ -120,7 +121,7 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     inlines = [AttemptInline]
     # A one-off URL may carry user:password@; staff see it masked (`target`), like endpoints.
     exclude = ["claimed_by", "url"]
-    readonly_fields = ["target"]
+    readonly_fields = ["target", "ordered_by", "waits_for"]
     actions = ["retry_deliveries"]
     change_form_template = "admin/deliveries/delivery/change_form.html"
 
@@ -173,6 +174,21 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Sent to")
     def target(self, obj: Delivery) -> str:
         return mask_url_secrets(obj.target_url)
+
+    @admin.display(description="Ordering value")
+    def ordered_by(self, obj: Delivery) -> str:
+        if obj.ordering_value is None:
+            return "Not ordered"
+        return ordering.shown(obj.ordering_value)
+
+    @admin.display(description="Waiting for")
+    def waits_for(self, obj: Delivery) -> str:
+        """Ordered delivery: the delivery of the same value it goes after, if unfinished."""
+        public_id = Delivery.objects.waiting_for_ids([obj]).get(obj.pk)
+        if public_id is None:
+            return "Nothing"
+        changelist = reverse("admin:deliveries_delivery_changelist")
+        return format_html('<a href="{}?q={}">{}</a>', changelist, public_id, public_id)
 
     @admin.action(description="Retry selected failed deliveries")
     def retry_deliveries(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:

@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view, parser_classes
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -405,16 +406,34 @@ def delivery(request: Request, public_id: str) -> Response:
     return Response({"delivery": DeliveryDetail(obj).data})
 
 
+class RetryInput(serializers.Serializer):
+    keep_place = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Ordered delivery: keep its original place among the deliveries of its "
+        "value. By default it goes behind those that exist now, so it does not jump ahead "
+        "of newer ones.",
+    )
+
+
 @extend_schema(
-    request=None,
+    request=RetryInput,
     responses={202: inline_serializer("DeliveryEnvelope", {"delivery": DeliveryOutput()})},
     operation_id="deliveries_retry",
-    description="Send a failed or cancelled delivery again; 409 for any other state.",
+    description="Send a failed or cancelled delivery again; 409 for any other state. An "
+    "ordered delivery goes behind the deliveries of its value that exist now, unless "
+    "`keep_place` is true.",
 )
 @api_view(["POST"])
+# Multipart too: a bare POST from an HTTP library that defaults to it keeps working now that
+# the body is read (for `keep_place`).
+@parser_classes([JSONParser, FormParser, MultiPartParser])
 def delivery_retry(request: Request, public_id: str) -> Response:
     obj = get_object_or_404(_deliveries_for(request), public_id=public_id)
-    if not engine.retry_now(Delivery.objects.filter(pk=obj.pk)):
+    form = RetryInput(data=request.data)
+    form.is_valid(raise_exception=True)
+    keep_place = form.validated_data["keep_place"]
+    if not engine.retry_now(Delivery.objects.filter(pk=obj.pk), keep_place=keep_place):
         raise ApiError(
             409,
             "not_retryable",

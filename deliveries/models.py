@@ -271,6 +271,41 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
             _TO_ENABLED, status=Delivery.Status.PENDING, next_attempt_at__lte=now
         ).exclude(parked)
 
+    def waiting_for_ids(self, deliveries: list[Delivery]) -> dict[int, str]:
+        """Ordered delivery, for a page of deliveries at once: the public id of the delivery
+        each one waits for (what `Delivery.waiting_for` finds), for those that wait.
+
+        One query however long the page (none when no delivery of it is ordered and pending),
+        so a list never asks once per row.
+        """
+        ids = [
+            d.pk
+            for d in deliveries
+            if d.status == Delivery.Status.PENDING
+            and d.ordering_value is not None
+            and d.place is not None
+            and d.endpoint_id is not None
+        ]
+        if not ids:
+            return {}
+        place, own = models.OuterRef("place"), models.OuterRef("pk")
+        before = (
+            Delivery.objects.filter(
+                Q(place__lt=place) | Q(place=place, pk__lt=own),
+                endpoint_id=models.OuterRef("endpoint_id"),
+                ordering_value=models.OuterRef("ordering_value"),
+                status__in=[Delivery.Status.PENDING, Delivery.Status.DELIVERING],
+            )
+            .order_by("-place", "-pk")
+            .values("public_id")[:1]
+        )
+        rows = (
+            Delivery.objects.filter(pk__in=ids)
+            .annotate(waits_for=models.Subquery(before))
+            .values_list("pk", "waits_for")
+        )
+        return {pk: public_id for pk, public_id in rows if public_id}
+
 
 class Delivery(models.Model):
     class Status(models.TextChoices):

@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.http import QueryDict
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from catalogue.models import EventType
@@ -25,6 +26,7 @@ from deliveries.models import (
     contains_surrogate,
 )
 from endpoints.validators import validate_webhook_url
+from lib import ordering
 from lib.http import mask_url
 
 MAX_BATCH_EVENTS = 100
@@ -124,7 +126,30 @@ class EventBatchRef(serializers.Serializer):
     )
 
 
+class DeliveryOutputList(serializers.ListSerializer):
+    """Deliveries, with what each ordered one waits for read in one query for all of them."""
+
+    def to_representation(self, data: Any) -> list[Any]:
+        rows = list(data.all() if isinstance(data, models.manager.BaseManager) else data)
+        self.waiting_for = Delivery.objects.waiting_for_ids(rows)
+        return [self.child.to_representation(row) for row in rows]
+
+
+ORDERING_VALUE_HELP = (
+    "Ordered delivery: the value of the webhook's `ordering_key` in the event's data (its "
+    "text for a string, its JSON for anything else), or `null` when this delivery is not "
+    "ordered. Deliveries with the same value go one at a time, in emit order."
+)
+WAITING_FOR_HELP = (
+    "Ordered delivery: the id of the delivery of the same value that must succeed or fail "
+    "for good before this one is sent, or `null` when it waits for none."
+)
+
+
 class DeliveryOutput(serializers.Serializer):
+    class Meta:
+        list_serializer_class = DeliveryOutputList
+
     id = serializers.CharField(source="public_id")
     event_id = serializers.CharField(source="event.public_id")
     event_type = serializers.CharField(source="event.event_type.name")
@@ -138,9 +163,23 @@ class DeliveryOutput(serializers.Serializer):
     next_attempt_at = Timestamp(allow_null=True)
     created_at = Timestamp()
     completed_at = Timestamp(allow_null=True)
+    ordering_value = serializers.SerializerMethodField(help_text=ORDERING_VALUE_HELP)
+    waiting_for = serializers.SerializerMethodField(help_text=WAITING_FOR_HELP)
 
     def get_url(self, delivery: Delivery) -> str:
         return mask_url(delivery.target_url)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_ordering_value(self, delivery: Delivery) -> str | None:
+        if delivery.ordering_value is None:
+            return None
+        return ordering.shown(delivery.ordering_value)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_waiting_for(self, delivery: Delivery) -> str | None:
+        if isinstance(self.parent, DeliveryOutputList):
+            return self.parent.waiting_for.get(delivery.pk)
+        return Delivery.objects.waiting_for_ids([delivery]).get(delivery.pk)
 
 
 class AttemptOutput(serializers.ModelSerializer):

@@ -56,6 +56,7 @@ def _get_event_for_user(request: HttpRequest, public_id: str) -> Event:
 @require_safe
 def delivery(request: HttpRequest, public_id: str) -> HttpResponse:
     delivery = _get_delivery_for_user(request, public_id)
+    states.note_ordering([delivery])
     page = keyset_page(delivery.attempt_log.all(), request.GET, size=ATTEMPTS_PAGE_SIZE)
     for attempt in page.items:
         attempt.request_body_pretty = pretty_json(attempt.request_body)
@@ -76,13 +77,26 @@ def delivery(request: HttpRequest, public_id: str) -> HttpResponse:
 @require_POST
 def retry_delivery(request: HttpRequest, public_id: str) -> HttpResponse:
     delivery = _get_delivery_for_user(request, public_id)
+    # Ordered delivery: behind the deliveries of its value that wait now, unless the merchant
+    # asks it to keep its place.
+    keep_place = request.POST.get("keep_place") == "1"
     if delivery.endpoint is not None and not delivery.endpoint.is_enabled:
         messages.error(request, "This webhook is disabled: enable it to retry its deliveries.")
-    elif engine.retry_now(Delivery.objects.filter(pk=delivery.pk)):
-        messages.success(request, f"Delivery {delivery.public_id} will be retried now.")
+    elif engine.retry_now(Delivery.objects.filter(pk=delivery.pk), keep_place=keep_place):
+        messages.success(request, _retried(delivery, keep_place))
     else:
         messages.info(request, "Only failed or cancelled deliveries can be retried.")
     return redirect_back(request, reverse("delivery", args=[delivery.public_id]))
+
+
+def _retried(delivery: Delivery, keep_place: bool) -> str:
+    said = f"Delivery {delivery.public_id} will be retried now"
+    if delivery.ordering_value is None or delivery.endpoint is None:
+        return said + "."
+    key = delivery.endpoint.ordering_key or "ordering value"
+    if keep_place:
+        return said + f", in its own place among the deliveries of the same {key}."
+    return said + f", after the deliveries of the same {key} that are waiting."
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -146,11 +160,12 @@ def event(request: HttpRequest, public_id: str) -> HttpResponse:
         "error",
         "succeeded",
     )
-    deliveries = (
+    deliveries = list(
         event.deliveries.select_related("endpoint")
         .prefetch_related(Prefetch("attempt_log", queryset=attempts))
         .order_by("id")
     )
+    states.note_ordering(deliveries)
     context: dict[str, Any] = {
         "event": event,
         "deliveries": deliveries,

@@ -13,14 +13,14 @@ from django.utils import timezone
 
 from catalogue.models import Category, EventType
 from deliveries import states
-from endpoints.models import Endpoint
+from endpoints.models import MAX_RATE_LIMIT, Endpoint
 from endpoints.validators import (
     parse_filter,
     parse_headers,
     validate_secret,
     validate_webhook_url,
 )
-from lib import filters
+from lib import filters, ordering
 from lib.custom_headers import keep_masked, mask_value
 from lib.http import MAX_URL_LENGTH
 
@@ -150,6 +150,20 @@ HEADERS_HELP = (
     "as it is to keep its value."
 )
 
+RATE_LIMIT_HELP = (
+    f"At most this many deliveries per second to this webhook (1 to {MAX_RATE_LIMIT}), "
+    "retries included, however many workers send. When more are due, they wait their turn "
+    "and go out at this pace. A test send is never held back. Leave empty for no limit."
+)
+ORDERING_KEY_HELP = (
+    "A field of the event's data, e.g. code for products or number for invoices: deliveries "
+    "whose events have the same value there go one at a time, in the order the events "
+    "happened, so your receiver never gets an older update after a newer one. Nested fields "
+    "take dots (invoice.number, lines.0.sku). A delivery that keeps failing holds back only "
+    "its own value; events without the field are not ordered. A change applies to events "
+    "from then on. Leave empty for no ordering."
+)
+
 
 def headers_as_text(headers: dict[str, str]) -> str:
     """The headers as the form shows them: one `Name: ****` line each, values masked."""
@@ -235,12 +249,16 @@ class EndpointForm(SignedTargetForm):
             "fixed_retries",
             "fixed_cooldown_seconds",
             "timeout_seconds",
+            "rate_limit",
+            "ordering_key",
         ]
         labels = {
             "payload_style": "Payload",
             "fixed_retries": "Retries",
             "fixed_cooldown_seconds": "Cooldown (seconds)",
             "timeout_seconds": "Timeout (seconds)",
+            "rate_limit": "Rate limit (per second)",
+            "ordering_key": "Ordering key",
         }
         help_texts = {
             "description": "A note to tell your webhooks apart, up to 500 characters.",
@@ -248,12 +266,17 @@ class EndpointForm(SignedTargetForm):
             "fixed_retries": "Fixed policy: how many times to retry after the first attempt.",
             "fixed_cooldown_seconds": "Fixed policy: seconds between retries.",
             "timeout_seconds": "We wait at most this long for an answer (1 to 30 seconds).",
+            "rate_limit": RATE_LIMIT_HELP,
+            "ordering_key": ORDERING_KEY_HELP,
         }
         widgets = {
             "log_mode": ChoiceWithHelp(LOG_MODE_HELP),
             "payload_style": ChoiceWithHelp(PAYLOAD_HELP),
             "retry_policy": ChoiceWithHelp(RETRY_HELP),
             "description": forms.TextInput(),
+            "ordering_key": forms.TextInput(
+                attrs={"placeholder": "code", "spellcheck": "false", "class": "code"}
+            ),
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -288,6 +311,12 @@ class EndpointForm(SignedTargetForm):
 
     def clean_filter(self) -> dict[str, Any] | None:
         return parse_filter(self.cleaned_data.get("filter", ""))
+
+    def clean_ordering_key(self) -> str:
+        try:
+            return ordering.clean_key(self.cleaned_data.get("ordering_key", "")) or ""
+        except ordering.OrderingKeyError as exc:
+            raise forms.ValidationError(str(exc), code="invalid_ordering_key") from None
 
     def clean_headers(self) -> dict[str, str]:
         headers = parse_headers(headers_from_text(self.cleaned_data.get("headers", "")))

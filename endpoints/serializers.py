@@ -21,13 +21,14 @@ from rest_framework.fields import empty
 from accounts.models import Merchant
 from catalogue.models import Category, EventType
 from deliveries.engine import disable_endpoint
-from endpoints.models import Endpoint
+from endpoints.models import MAX_RATE_LIMIT, Endpoint
 from endpoints.validators import (
     parse_filter,
     parse_headers,
     validate_secret,
     validate_webhook_url,
 )
+from lib import ordering
 from lib.custom_headers import MAX_HEADERS, keep_masked, mask_value
 from lib.http import mask_url
 from lib.times import parse_since
@@ -103,6 +104,38 @@ HEADERS_SCHEMA = {
 }
 
 
+RATE_LIMIT_HELP = (
+    f"At most this many deliveries per second to this webhook (1 to {MAX_RATE_LIMIT}), "
+    "across every worker, retries included; a backlog waits and drains at that rate. "
+    "`null`: no limit. A test send is not held back by it."
+)
+ORDERING_KEY_SCHEMA = {
+    "type": "string",
+    "nullable": True,
+    "maxLength": ordering.MAX_KEY_LENGTH,
+    "description": "A field of the event's `data`, as a dotted path (`code`, "
+    "`invoice.number`, `lines.0.sku`): deliveries to this webhook whose events have the same "
+    "value there go one at a time, in the order the events were emitted; one that keeps "
+    "failing holds back only its own value. Events without the field are not ordered. "
+    'A change applies to events emitted afterwards. `null` or `""`: no ordering.',
+    "example": "code",
+}
+
+
+@extend_schema_field(ORDERING_KEY_SCHEMA)
+class OrderingKeyField(serializers.Field):
+    """An ordering key (lib/ordering.py): a dotted path, or `null` / "" for none (stored "")."""
+
+    def to_internal_value(self, data: Any) -> str:
+        try:
+            return ordering.clean_key(data) or ""
+        except ordering.OrderingKeyError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def to_representation(self, value: Any) -> str | None:
+        return value or None
+
+
 @extend_schema_field(FILTER_SCHEMA)
 class FilterField(serializers.Field):
     """A filter object, or its JSON text in a form-encoded body; `null` for none."""
@@ -142,6 +175,14 @@ class WebhookInput(serializers.Serializer):
     timeout = serializers.IntegerField(required=False, min_value=1, max_value=30)
     filter = FilterField(required=False, allow_null=True)
     headers = HeadersField(required=False, allow_null=True)
+    rate_limit = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_RATE_LIMIT,
+        help_text=RATE_LIMIT_HELP,
+    )
+    ordering_key = OrderingKeyField(required=False, allow_null=True)
 
     def validate_payload_url(self, value: str) -> str:
         return _django_check(validate_webhook_url, value.strip())
@@ -162,6 +203,8 @@ class WebhookInput(serializers.Serializer):
         is_active = data.pop("is_active", None)
         if "headers" in data:
             endpoint.headers = keep_masked(data.pop("headers") or {}, endpoint.headers)
+        if "ordering_key" in data:
+            data["ordering_key"] = data["ordering_key"] or ""  # `null` arrives as None
         with transaction.atomic():
             for name, value in data.items():
                 setattr(endpoint, self._FIELD_MAP.get(name, name), value)
@@ -239,6 +282,8 @@ class WebhookOutput(serializers.Serializer):
     timeout = serializers.IntegerField(source="timeout_seconds")
     filter = FilterField(allow_null=True)
     headers = serializers.SerializerMethodField()
+    rate_limit = serializers.IntegerField(allow_null=True, help_text=RATE_LIMIT_HELP)
+    ordering_key = OrderingKeyField(allow_null=True)
     circuit_breaker = serializers.SerializerMethodField()
 
     def get_created_on(self, endpoint: Endpoint) -> str:

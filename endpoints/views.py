@@ -245,6 +245,7 @@ def _render_detail(
             )
             deliveries = deliveries.filter(event__event_type_id=type_id)
     page = keyset_page(deliveries, request.GET)
+    states.note_ordering(page.items)
     since = endpoint.failing_since or endpoint.disabled_at or RetryFailedForm.default_since()
     held = _held(endpoint)
     response = render(

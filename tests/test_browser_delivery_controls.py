@@ -82,3 +82,53 @@ def test_it_sets_a_filter_and_headers_tests_the_filter_and_delivers_by_them(
     assert [r.json()["data"]["receipt_no"] for r in receiver.requests] == ["R-1"]
     assert receiver.requests[0].headers["x-api-key"] == API_KEY
     assert receiver.requests[0].headers["x-outlet-group"] == "north"
+
+
+def test_it_sets_a_rate_limit_and_an_ordering_key_and_shows_what_a_delivery_waits_for(
+    page: Any, owner: User, merchant: Merchant
+) -> None:
+    log_in(page)
+    page.goto("/webhooks/add/")
+    page.get_by_label("Webhook URL").fill("http://127.0.0.1:9/hook")
+    page.get_by_label("receipts.update").check()
+    page.get_by_label("Send a test now").uncheck()
+    expect(page.locator("#id_ordering_key_helptext")).to_contain_text("code for products")
+
+    # A bad key is shown on its field, and what was typed stays.
+    page.get_by_label("Rate limit (per second)").fill("20")
+    page.get_by_label("Ordering key").fill("invoice number")
+    page.get_by_role("button", name="Add webhook").click()
+    expect(page.locator("#id_ordering_key_error")).to_contain_text("is not a dotted path")
+    expect(page.get_by_label("Rate limit (per second)")).to_have_value("20")
+    assert not Endpoint.objects.exists()
+
+    page.get_by_label("Ordering key").fill("code")
+    page.get_by_role("button", name="Add webhook").click()
+    expect(page.get_by_role("status").first).to_contain_text("Webhook added")
+    endpoint = Endpoint.objects.get()
+    assert (endpoint.rate_limit, endpoint.ordering_key) == (20, "code")
+    settings_card = page.locator("#settings-title").locator("..")
+    expect(settings_card).to_contain_text("At most 20 deliveries per second")
+    expect(settings_card).to_contain_text("code: deliveries with the same value go one at a time")
+
+    # Two deliveries of one product code: the second waits for the first (set as the engine
+    # stores them, with no worker running, so both stay unfinished).
+    first, second = (emit(merchant, "receipts.update", {"code": "P-1"}) for _ in range(2))
+    Delivery.objects.filter(event__in=[first, second]).update(ordering_value='"P-1"')
+    Delivery.objects.filter(event=first).update(status="delivering")
+    ahead = Delivery.objects.get(event=first)
+    page.reload()
+    waiting = page.locator(".waiting-for")
+    expect(waiting).to_have_text(f"Waiting for {ahead.public_id} of the same code")
+    shoot(page, "controls-03-waiting-for")
+    waiting.get_by_role("link").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(ahead.public_id)
+
+    # A failed ordered delivery offers both retries, and says what each does.
+    Delivery.objects.filter(event=first).update(status="failed", attempts=3)
+    page.goto(f"/deliveries/{ahead.public_id}/")
+    expect(page.get_by_role("button", name="Retry in its place")).to_be_visible()
+    expect(page.locator(".retry-delivery .hint")).to_contain_text(
+        "Retry sends it after the deliveries of the same code (P-1) that are waiting now"
+    )
+    shoot(page, "controls-04-retry-ordered")
