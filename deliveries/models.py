@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,15 +23,14 @@ from deliveries.sql import insert_sql
 from endpoints.models import Endpoint
 from lib import http, policy, signing, text
 from lib.crypto import CredentialURLField
+from lib.event_data import check_event_data
 from lib.ids import new_id
-from lib.text import has_surrogate
+from lib.masking import mask_headers, storable_text
 
 MAX_LOGGED_BODY = 64 * 1024
 # Places of ordered deliveries are their events' sequence numbers times this: room for that
 # many manual retries put at the back between two events.
 PLACE_STEP = 1000
-MASK = "****"
-_MASKED_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie"}
 
 
 # Deliveries whose destination may be sent to: a one-off URL, or an enabled endpoint.
@@ -41,61 +39,6 @@ _TO_ENABLED = Q(endpoint__isnull=True) | Q(endpoint__is_enabled=True)
 
 class UnknownEventType(ValueError):
     pass
-
-
-class InvalidEventData(ValueError):
-    """Data no database can store as JSON (PostgreSQL refuses U+0000 in jsonb)."""
-
-
-def contains_nul(value: Any) -> bool:
-    """Whether any string or key inside a JSON value holds U+0000."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
-
-
-SURROGATE_MESSAGE = (
-    "Must not contain a lone surrogate (\\ud800 to \\udfff without its pair) in any string or key."
-)
-
-
-def contains_surrogate(value: Any) -> bool:
-    """Whether any string or key inside a JSON value holds a lone surrogate.
-
-    JSON text may escape one ("\\ud83d" without its pair); UTF-8 cannot encode it, so an
-    event holding one could be stored but not shown, answered or sent.
-    """
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if has_surrogate(item):
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
-
-
-def check_event_data(data: Any) -> None:
-    """Raise InvalidEventData when a string or key in `data` holds U+0000 or a lone surrogate."""
-    if contains_nul(data):
-        raise InvalidEventData("Event data must not contain the NUL character (U+0000).")
-    if contains_surrogate(data):
-        raise InvalidEventData(
-            f"Event data: {SURROGATE_MESSAGE[:1].lower()}{SURROGATE_MESSAGE[1:]}"
-        )
 
 
 def _event_id() -> str:
@@ -524,10 +467,10 @@ class Delivery(models.Model):
                 # Custom headers usually carry a credential of the receiver's: never logged.
                 self.endpoint.headers if self.endpoint_id else None,
             ),
-            request_body=_text(result.request_body),
+            request_body=storable_text(result.request_body, MAX_LOGGED_BODY),
             response_status=result.status,
             response_headers=mask_headers(result.response_headers),
-            response_body=_text(result.response_body),
+            response_body=storable_text(result.response_body, MAX_LOGGED_BODY),
             response_truncated=result.truncated,
             duration_ms=result.duration_ms,
             error=result.error[:500],
@@ -586,24 +529,6 @@ class DeliveryAttempt(models.Model):
     def no_answer(self) -> str:
         """ "no answer in 30 s" for a timeout (logged as 408), "" when the receiver answered."""
         return text.no_answer(self.response_status, self.error)
-
-
-def mask_headers(headers: dict[str, str], also: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Secrets masked, and the names in `also`; NUL made visible (PostgreSQL's JSON
-    cannot store it)."""
-    masked = _MASKED_HEADERS | {name.lower() for name in also or ()}
-    return {
-        _storable(k): (MASK if k.lower() in masked else _storable(v)) for k, v in headers.items()
-    }
-
-
-def _storable(text: str) -> str:
-    return text.replace("\x00", "\ufffd")
-
-
-def _text(body: bytes) -> str:
-    """A receiver's bytes as text any database stores: invalid UTF-8 and NUL replaced."""
-    return _storable(body[:MAX_LOGGED_BODY].decode("utf-8", errors="replace"))
 
 
 class IdempotencyKey(models.Model):

@@ -17,16 +17,14 @@ from catalogue.seed import PLATFORM_CATEGORY
 from deliveries.ingest import KEY_PATTERN, KEY_RULE
 from deliveries.models import (
     ATTEMPT_COLUMNS,
-    SURROGATE_MESSAGE,
     Delivery,
     DeliveryAttempt,
     UnknownEventType,
     active_event_type,
-    contains_nul,
-    contains_surrogate,
 )
 from endpoints.validators import validate_webhook_url
 from lib import ordering
+from lib.event_data import SURROGATE_MESSAGE, contains_nul, contains_surrogate
 from lib.http import mask_url
 
 MAX_BATCH_EVENTS = 100

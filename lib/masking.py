@@ -1,4 +1,4 @@
-"""URLs as staff see them: nothing in them that works as a credential.
+"""URLs and headers as staff see them: nothing in them that works as a credential.
 
 `lib.http.mask_url` hides a basic-auth password. A URL carries credentials in two more
 places: query values (`?token=...`, `?key=...`: receivers often authenticate that way) and
@@ -8,6 +8,7 @@ an inspector's catch path (`/catch/<token>/`: the URL itself is the credential).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from lib.http import mask_url
@@ -36,3 +37,25 @@ def mask_url_secrets(url: str) -> str:
     fragment = MASK if parts.fragment else ""
     path = _CATCH.sub(rf"\g<1>{MASK}", parts.path)
     return urlunsplit((parts.scheme, parts.netloc, path, query, fragment))
+
+
+_MASKED_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie"}
+
+
+def mask_headers(headers: dict[str, str], also: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Secrets masked, and the names in `also`; NUL made visible (PostgreSQL's JSON
+    cannot store it)."""
+    masked = _MASKED_HEADERS | {name.lower() for name in also or ()}
+    return {
+        _storable(k): (MASK if k.lower() in masked else _storable(v)) for k, v in headers.items()
+    }
+
+
+def storable_text(body: bytes, limit: int) -> str:
+    """A receiver's bytes (the first `limit`) as text any database stores: invalid UTF-8 and
+    NUL replaced."""
+    return _storable(body[:limit].decode("utf-8", errors="replace"))
+
+
+def _storable(text: str) -> str:
+    return text.replace("\x00", "\ufffd")

@@ -12,7 +12,8 @@ from django.test import Client
 
 from accounts.models import ApiKey, Merchant, User
 from deliveries import emit
-from deliveries.models import Event, InvalidEventData
+from deliveries.models import Event
+from lib.event_data import InvalidEventData
 from tests.conftest import Answer, Receiver
 from tooling.models import Inspector, InspectorRequest, LoyaltyApp, LoyaltyCall
 

@@ -14,8 +14,9 @@ from django.test import Client
 
 from accounts.models import ApiKey, Merchant, User
 from deliveries import emit, emit_many
-from deliveries.models import Delivery, DeliveryAttempt, Event, InvalidEventData
+from deliveries.models import Delivery, DeliveryAttempt, Event
 from endpoints.models import Endpoint
+from lib.event_data import InvalidEventData
 from tests.conftest import Answer, Receiver
 from tooling.models import Inspector, LoyaltyApp, LoyaltyCall
 

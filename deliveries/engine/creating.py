@@ -32,16 +32,11 @@ from deliveries.engine.clock import now_sql
 from deliveries.engine.queueing import kick
 from deliveries.engine.recording import record
 from deliveries.engine.sending import attempt
-from deliveries.models import (
-    PLACE_STEP,
-    Delivery,
-    Event,
-    active_event_type,
-    check_event_data,
-)
+from deliveries.models import PLACE_STEP, Delivery, Event, active_event_type
 from deliveries.sql import insert_sql
 from endpoints.models import Endpoint, test_data
 from lib import ordering
+from lib.event_data import check_event_data
 from lib.filters import Filter, FilterError, compile_filter
 from lib.ids import new_id
 

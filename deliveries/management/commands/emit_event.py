@@ -7,7 +7,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import Merchant
 from deliveries import emit
-from deliveries.models import InvalidEventData, UnknownEventType
+from deliveries.models import UnknownEventType
+from lib.event_data import InvalidEventData
 from lib.text import deliveries
 
 
