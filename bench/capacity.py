@@ -10,7 +10,9 @@ API (gunicorn), from the API's answer to the receiver:
 * crowd: 1,000 and 10,000 merchants with one due delivery each (answers after 200 ms): the
   newcomer's latency, and the crowd's drain rate at 10,000 against 1,000;
 * database_restart: PostgreSQL stops while 100 sends are in flight and starts again once
-  their answers are back: when every outcome is written, and how many were sent twice.
+  their answers are back: when every outcome is written, and how many were sent twice;
+* rate_limit: a webhook limited to 20 deliveries a second with a backlog of 200: the most
+  its receiver got in any one second, and the rate the backlog drained at.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from bench.harness import (
 )
 
 STOCK = "rqworker"  # python manage.py rqworker --with-scheduler
+RATE = 20  # the rate_limit scenario's limit, deliveries per second
 
 
 def on_postgres(name: str, receiver: Receiver, quick: bool) -> dict[str, Any]:
@@ -48,6 +51,7 @@ def on_postgres(name: str, receiver: Receiver, quick: bool) -> dict[str, Any]:
         "slow_peers": lambda: slow_peers(receiver, 20 if quick else 60),
         "crowd": lambda: crowd(receiver, [300, 3000] if quick else [1000, 10_000]),
         "database_restart": lambda: database_restart(receiver, 100),
+        "rate_limit": lambda: rate_limit(receiver, RATE, 200),
         "claim_cost": lambda: claim_cost([1000, 10_000] if quick else [1000, 10_000, 50_000]),
     }
     return scenarios[name]()
@@ -400,3 +404,40 @@ def claim_cost(sizes: list[int]) -> dict[str, Any]:
             assert claimed, "nothing claimed"
         results[f"endpoints_{size}_ms_per_claim"] = round(sorted(timings)[2], 1)
     return results
+
+
+def rate_limit(receiver: Receiver, rate: int, backlog: int) -> dict[str, Any]:
+    """A backlog to one rate-limited webhook, sent by two workers: the receiver's busiest
+    second (at most `rate`, +1 at a window's edge) and the drain rate (`rate`)."""
+    from deliveries.models import Delivery
+    from endpoints.models import Endpoint
+
+    clean_tables()
+    receiver.reset()
+    shop = merchant_with_endpoints([receiver.url("/ok/limited")])
+    Endpoint.objects.filter(merchant=shop).update(rate_limit=rate, max_in_flight=100)
+    made = _due_now([shop], backlog)
+    pool = Workers(2, STOCK)
+    try:
+        wait_for(
+            lambda: Delivery.objects.filter(status="succeeded", merchant=shop).count() >= made,
+            backlog / rate * 3 + 30,
+            "the limited backlog",
+        )
+    finally:
+        pool.stop()
+    times = sorted(t for p, _, t in receiver.stats(times=True)["times"] if p == "/ok/limited")
+    busiest, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= 1.0:
+            start += 1
+        busiest = max(busiest, end - start + 1)
+    return {
+        "database": "postgresql",
+        "workers": "2 x rqworker",
+        "rate_limit": rate,
+        "backlog": backlog,
+        "received": len(times),
+        "busiest_second": busiest,
+        "drain_per_second": round((len(times) - 1) / max(0.001, times[-1] - times[0]), 1),
+    }

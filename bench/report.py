@@ -40,6 +40,8 @@ TARGETS = [
     Target("crowd", "drain_ratio_largest_to_smallest", ">=", 0.8, "capacity"),
     Target("database_restart", "all_written_seconds_after_restart", "<=", 30, "capacity"),
     Target("database_restart", "sent_twice", "<=", 100, "capacity"),
+    Target("rate_limit", "busiest_second", "<=", 21, "delivery controls"),
+    Target("rate_limit", "drain_per_second", ">=", 19, "delivery controls"),
 ]
 DATABASES = ("sqlite", "postgres")
 

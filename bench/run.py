@@ -59,6 +59,7 @@ PLAN: list[tuple[str, tuple[str, ...], Scenario]] = [
     ("slow_peers", PG, lambda r, q, ls: capacity("slow_peers", r, q)),
     ("crowd", PG, lambda r, q, ls: capacity("crowd", r, q)),
     ("database_restart", PG, lambda r, q, ls: capacity("database_restart", r, q)),
+    ("rate_limit", PG, lambda r, q, ls: capacity("rate_limit", r, q)),
     ("claim_cost", BOTH, lambda r, q, ls: capacity("claim_cost", r, q)),
 ]
 NAMES = [name for name, _, _ in PLAN]

@@ -250,10 +250,12 @@ def _allocate(sources: list[Source], slots: int, load: Load) -> list[Source]:
     slow_room = _share(load.capacity, settings.WEBHOOK_SLOW_LANE_SHARE) - load.slow_in_flight
     queues: dict[int, deque[Source]] = defaultdict(deque)
     in_flight: Counter[int] = Counter()
-    for source in sorted(sources, key=attrgetter("order")):
+    # A merchant's own endpoints oldest first; merchants ranked by their oldest's `order`.
+    for source in sorted(sources, key=attrgetter("due")):
         if source.room > 0:
             queues[source.merchant_id].append(source)
         in_flight[source.merchant_id] += source.busy
+    merchants = sorted(queues, key=lambda m: queues[m][0].order)
     allowance = {m: share - load.by_merchant.get(m, 0) for m in queues}
     busy = {m: max(in_flight[m], load.by_merchant.get(m, 0)) for m in queues}
     given: Counter[int] = Counter()
@@ -261,7 +263,7 @@ def _allocate(sources: list[Source], slots: int, load: Load) -> list[Source]:
     # gets a second), then by rank.
     heap = [
         (_level(busy[m]), 0, rank, m)
-        for rank, m in _oldest_and_freshest(list(queues))
+        for rank, m in _oldest_and_freshest(merchants)
         if allowance[m] > 0  # a merchant holding its whole share of this worker waits
     ]
     heapq.heapify(heap)
@@ -330,8 +332,9 @@ def _retry_share(rows: list[_Row], load: Load) -> list[_Row]:
 
 
 def _rows_for(allocation: list[Source], now: datetime, *, skip_locked: bool) -> list[_Row]:
-    """The oldest due rows of each source, as many as it was given (one query for all); for
-    an ordered endpoint, only rows nothing of their value holds back."""
+    """The oldest due rows of each source, as many as it was given (one query for all), of
+    which an ordered one only when nothing of its value holds it back (whatever the
+    endpoint's ordering key is now: deliveries already waiting keep their order)."""
     rows: list[_Row] = []
     wanted: list[Source] = []
     for source in allocation:
@@ -361,16 +364,15 @@ def _rows_lateral(wanted: list[Source], now: datetime, *, skip_locked: bool) -> 
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT t.id, t.endpoint_id, t.merchant_id, t.attempts "
-            "FROM unnest(%s::bigint[], %s::int[], %s::bool[]) AS s(eid, n, ordered) "
+            "FROM unnest(%s::bigint[], %s::int[]) AS s(eid, n) "
             "CROSS JOIN LATERAL (SELECT id, endpoint_id, merchant_id, attempts "
             f"FROM {table(Delivery)} r "
             "WHERE status = 'pending' AND endpoint_id = s.eid AND next_attempt_at <= %s "
-            f"AND (NOT s.ordered OR {in_order_sql()}) "
+            f"AND {in_order_sql()} "
             f"ORDER BY next_attempt_at, id LIMIT s.n{lock}) t",
             [
                 [s.endpoint_id for s in wanted],
                 [s.given for s in wanted],
-                [s.ordered for s in wanted],
                 param(now),
             ],
         )
@@ -387,7 +389,7 @@ def _rows_union(wanted: list[Source], now: datetime) -> list[Any]:
         parts.append(
             f"SELECT * FROM (SELECT id, endpoint_id, merchant_id, attempts FROM {d} r "
             "WHERE status = 'pending' AND endpoint_id = %s AND next_attempt_at <= %s "
-            + (f"AND {in_order} " if source.ordered else "")
+            + f"AND {in_order} "
             + f"ORDER BY next_attempt_at, id LIMIT %s) AS t{len(parts)}"
         )
         params += [source.endpoint_id, param(now), source.given]
