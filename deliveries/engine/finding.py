@@ -30,7 +30,7 @@ SCAN_SHARE = 0.2  # at most this share of a worker's time goes to scanning (a lo
 MAX_FRESH = 500  # endpoints told fresh that one claim looks at, at most
 # How far ahead a claim may take a rate-limited endpoint's next sends: each then waits for
 # its moment on the event loop (deliveries/engine/pacing.py).
-RATE_HORIZON = timedelta(seconds=0.1)
+RATE_HORIZON = timedelta(seconds=0.25)
 
 
 @dataclass

@@ -447,6 +447,9 @@ class Pump:
                 last_claim, exhausted, short = now, got == 0, got < wanted
                 free -= got
                 wait_until = now + (CLAIM_RETRY if exhausted else CLAIM_TOPUP)
+                pause = self._rate_pause()
+                if pause is not None:  # claim again as a paced endpoint's next moment nears
+                    wait_until = min(wait_until, now + pause)
             if free == self.capacity and exhausted:
                 pause = self._rate_pause()
                 if pause is None and not self.senders.unrecorded():

@@ -130,7 +130,8 @@ def test_it_keeps_the_waiting_backlog_out_of_everyone_elses_way(
         len(arrivals(receiver, "/limited")),
         sorted(arrivals(receiver, "/free"))[0] - sorted(arrivals(receiver, "/limited"))[0],
     )
-    assert Delivery.objects.filter(endpoint=limited, status="delivering").count() <= 1
+    # Claimed: at most the next quarter second's sends, and one whose outcome is being written.
+    assert Delivery.objects.filter(endpoint=limited, status="delivering").count() <= 3
 
 
 def test_it_claims_only_what_the_rate_allows_and_moves_the_next_moment_on(
