@@ -230,10 +230,8 @@ def _render_detail(
     filter_form = DeliveryFilterForm(
         request.GET or None, event_types=type_choices.distinct().order_by("name")
     )
-    # The endpoint is joined for each row's state: a pending delivery of a paused webhook is held.
-    deliveries = Delivery.objects.filter(endpoint=endpoint).select_related(
-        "endpoint", "event__event_type"
-    )
+    # Not joined to the endpoint (SQLite then sorted all its rows); each row gets it below.
+    deliveries = Delivery.objects.filter(endpoint=endpoint).select_related("event__event_type")
     if filter_form.is_valid():
         if filter_form.cleaned_data["status"]:
             deliveries = deliveries.filter(states.FILTERS[filter_form.cleaned_data["status"]])
@@ -245,6 +243,8 @@ def _render_detail(
             )
             deliveries = deliveries.filter(event__event_type_id=type_id)
     page = keyset_page(deliveries, request.GET)
+    for delivery in page.items:
+        delivery.endpoint = endpoint
     states.note_ordering(page.items)
     since = endpoint.failing_since or endpoint.disabled_at or RetryFailedForm.default_since()
     held = _held(endpoint)
