@@ -8,7 +8,8 @@ API (gunicorn), from the API's answer to the receiver:
   the outage ends and everything must arrive, nothing lost;
 * slow_peers: 2 merchants with 8 endpoints each answering after 20 s;
 * crowd: 1,000 and 10,000 merchants with one due delivery each (answers after 200 ms): the
-  newcomer's latency, and the crowd's drain rate at 10,000 against 1,000;
+  newcomer's latency, and the crowd's drain rate (from the workers' start to the last
+  arrival) at 10,000 against 1,000;
 * database_restart: PostgreSQL stops while 100 sends are in flight and starts again once
   their answers are back: when every outcome is written, and how many were sent twice;
 * rate_limit: a webhook limited to 20 deliveries a second with a backlog of 200: the most
@@ -267,6 +268,7 @@ def crowd(receiver: Receiver, sizes: list[int]) -> dict[str, Any]:
         healthy = Healthy(receiver, "/ok/newcomer")
         server, port = gunicorn()
         pool = Workers(2, STOCK)
+        started = time.time()  # both workers registered: the crowd's drain starts
         try:
             seconds = 0.0
             waiting = Delivery.objects.filter(status="pending", merchant__in=shops)
@@ -285,7 +287,10 @@ def crowd(receiver: Receiver, sizes: list[int]) -> dict[str, Any]:
             arrived = [
                 t for p, _, t in receiver.stats(times=True)["times"] if p.startswith("/slow/")
             ]
-            drain = len(arrived) / max(0.001, max(arrived) - min(arrived))
+            # From the workers' start to the last arrival, as the scaling runs measure: from
+            # the first arrival, a crowd that fits in flight at once (1,000 merchants, 2,000
+            # slots) "drained" at 13,870 a second, the spread of one burst.
+            drain = len(arrived) / max(0.001, max(arrived) - started)
             figures = healthy.figures()
         finally:
             pool.stop()
@@ -386,9 +391,29 @@ def _active(receiver: Receiver) -> int:
     return int(receiver.stats()["active"])
 
 
+class _RowsRead:
+    """Statements run and rows they returned or changed (a database connection's wrapper;
+    SQLite's cursor does not count the rows a SELECT returns, so there only statements)."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+        self.rows = 0
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        self.statements += 1
+        self.rows += max(0, context["cursor"].rowcount)
+        return result
+
+
 def claim_cost(sizes: list[int]) -> dict[str, Any]:
-    """Milliseconds per claim of 100 slots with N endpoints that have due work (one process)."""
-    from deliveries.engine.claiming import Load, claim
+    """One process's claims of 100 slots with N endpoints that have due work (2 each): the
+    first claim of a worker (it scans every endpoint with due work) and the claims after it
+    (they reuse the scan, as a worker's claims do for a moment): milliseconds, statements
+    and rows read per claim."""
+    from django.db import connection
+
+    from deliveries.engine.claiming import Discovery, Load, claim
     from lib.ids import new_id
 
     results: dict[str, Any] = {}
@@ -396,13 +421,31 @@ def claim_cost(sizes: list[int]) -> dict[str, Any]:
         clean_tables()
         shops = _merchants(size, "Claim", lambda n: f"http://127.0.0.1:9/{n}")
         _due_now(shops, 2)
-        timings = []
-        for _ in range(5):
-            started = time.perf_counter()
-            claimed = claim(new_id("bench"), 100, Load(capacity=1000))
-            timings.append((time.perf_counter() - started) * 1000)
-            assert claimed, "nothing claimed"
-        results[f"endpoints_{size}_ms_per_claim"] = round(sorted(timings)[2], 1)
+        if connection.vendor == "sqlite":
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE")
+        discovery = Discovery()
+        discovery.reuse = 3600.0  # every claim after the first reuses its scan
+        figures = []
+        for _ in range(6):
+            counter = _RowsRead()
+            with connection.execute_wrapper(counter):
+                started = time.perf_counter()
+                claimed = claim(new_id("bench"), 100, Load(capacity=1000), discovery=discovery)
+                took = (time.perf_counter() - started) * 1000
+            assert len(claimed) == 100, f"claimed {len(claimed)} of 100"
+            figures.append((took, counter.statements, counter.rows))
+        first, later = figures[0], sorted(figures[1:])[2]
+        results[f"endpoints_{size}"] = {
+            "first_claim_ms": round(first[0], 1),
+            "first_claim_rows_read": first[2],
+            "claim_ms": round(later[0], 1),
+            "claim_statements": later[1],
+            "claim_rows_read": later[2],
+        }
+        if connection.vendor == "sqlite":
+            for key in ("first_claim_rows_read", "claim_rows_read"):
+                del results[f"endpoints_{size}"][key]
     return results
 
 

@@ -253,6 +253,18 @@ def succeeded() -> int:
     return Delivery.objects.filter(status="succeeded").count()
 
 
+def all_succeeded(total: int) -> bool:
+    """Whether `total` deliveries succeeded, looked at cheaply while any is unfinished: a
+    COUNT over every succeeded row, every 50 ms, cost PostgreSQL 0.9 s of CPU in a 20 s run
+    it was measuring. Pending and in-flight rows are each found through a partial index."""
+    from deliveries.models import Delivery
+
+    for status in ("pending", "delivering"):
+        if Delivery.objects.filter(status=status).exists():
+            return False
+    return succeeded() == total
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]

@@ -11,6 +11,7 @@ from typing import Any
 from bench.harness import (
     Receiver,
     Workers,
+    all_succeeded,
     clean_tables,
     latencies_ms,
     merchant_with_endpoints,
@@ -123,7 +124,7 @@ def fast(
     # Measured from the first request the workers send on the emitted backlog to the last
     # outcome written: the rate of sending, not of the emit loop or of process start-up.
     pool = Workers(workers)
-    wait_for(lambda: succeeded() == total, 600, "fast deliveries")
+    wait_for(lambda: all_succeeded(total), 600, "fast deliveries")
     last = Delivery.objects.order_by("-completed_at").values_list("completed_at", flat=True)[0]
     stats = receiver.stats()
     elapsed = last.timestamp() - stats["first_at"]
@@ -162,7 +163,7 @@ def slow(receiver: Receiver, events: int, endpoints: int) -> dict[str, Any]:
     total = events * endpoints
     t0 = datetime.now(UTC)
     pool = Workers(1)
-    wait_for(lambda: succeeded() == total, 600, "slow deliveries")
+    wait_for(lambda: all_succeeded(total), 600, "slow deliveries")
     last = Delivery.objects.order_by("-completed_at").values_list("completed_at", flat=True)[0]
     pool.stop()
     elapsed = (last - t0).total_seconds()

@@ -1,12 +1,16 @@
-"""A claim's cost does not grow with a parked endpoint's backlog (issue 13, item 4).
+"""A claim's cost does not grow with a parked endpoint's backlog, nor with the crowd.
 
 Oldest-first claims walked a dead endpoint's due rows on every claim; with 100,000 of them
 every merchant's claims paid for it. Claims now find endpoints with due work by a skip scan
-over the per-endpoint due index and skip parked endpoints without reading their rows.
+over the per-endpoint due index and skip parked endpoints without reading their rows. A
+worker's claims reuse one scan for a moment: each looks at only as many merchants as it can
+serve, drops endpoints it emptied, and a scan taken while an endpoint was at its cap still
+holds it (a pump went idle beside a backlog).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -19,6 +23,7 @@ from accounts.models import Merchant
 from deliveries import emit
 from deliveries.models import Delivery, Event
 from endpoints.models import Endpoint
+from tests.conftest import Answer, Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -122,3 +127,82 @@ def test_it_gives_a_merchant_no_more_than_its_share_of_threads(
 
     assert len(first) == 6
     assert again == []
+
+
+def _one_due_each(count: int, make: Callable[..., Endpoint]) -> list[Merchant]:
+    shops = Merchant.objects.bulk_create(Merchant(name=f"Shop {n}") for n in range(count))
+    for n, shop in enumerate(shops):
+        endpoint = make(f"http://127.0.0.1:9/{n}", merchant=shop)
+        event = Event.objects.create_event(shop, "receipts.update", {"n": n})
+        at = timezone.now() - timedelta(seconds=60 - n)
+        Delivery.objects.create(
+            merchant=shop, event=event, endpoint=endpoint, next_attempt_at=at, created_at=at
+        )
+    return shops
+
+
+def test_it_offers_no_slot_to_an_endpoint_the_last_claim_emptied(
+    make_endpoint: Callable[..., Endpoint],
+) -> None:
+    from deliveries.engine.claiming import Discovery, Load, claim
+
+    _one_due_each(4, make_endpoint)
+    discovery = Discovery()
+    discovery.reuse = 60.0  # both claims use one scan, as a busy worker's do
+
+    first = claim("w1", 2, Load(capacity=100), discovery=discovery)
+    second = claim("w1", 2, Load(capacity=100), discovery=discovery)
+
+    # The first claim's endpoints had nothing more: the second takes the other two (offered
+    # to the emptied ones again, its two slots found nothing).
+    assert len(first) == len(second) == 2
+    assert {d.endpoint_id for d in first}.isdisjoint({d.endpoint_id for d in second})
+
+
+def test_it_looks_at_only_as_many_merchants_as_a_claim_can_serve() -> None:
+    from deliveries.engine.choosing import Load, Ranking, Source, allocate
+
+    now = timezone.now()
+    sources = [
+        Source(merchant_id=n, due=now - timedelta(seconds=n % 600), cap=10, endpoint_id=n)
+        for n in range(1, 10_001)
+    ]
+    for source in sources:
+        source.given = -1  # a claim resets what it looks at
+    ranking = Ranking(sources)
+
+    chosen = allocate(ranking, [], 100, Load(capacity=1000), now)
+
+    looked_at = sum(source.given != -1 for source in sources)
+    assert len(chosen) == 100
+    # Every merchant has nothing in flight: no merchant past the first hundred could be
+    # served before them, so the claim does not look at the other 9,900.
+    assert looked_at == 100
+
+
+def test_it_keeps_claiming_beside_a_backlog_its_own_sends_held_at_their_cap(
+    merchant: Merchant,
+    receiver: Receiver,
+    make_endpoint: Callable[..., Endpoint],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deliveries.engine import finding
+    from deliveries.engine.pumping import Pump
+
+    # A scan every 0.6 s, each answer after 0.9 s: a scan happens while the endpoint is at its
+    # cap, and is still in use once the answers are recorded.
+    monkeypatch.setattr(finding, "DISCOVERY_SECONDS", 0.6)
+    receiver.default = Answer(delay=0.9)
+    make_endpoint(receiver.url("/capped"), max_in_flight=2)
+    for n in range(6):
+        emit(merchant, "receipts.update", {"n": n})
+
+    class Never:
+        requested = False
+
+    idle = Pump(capacity=20).serve(Never(), time.monotonic() + 30)
+
+    # It stops only once nothing is left: a scan that left out the endpoint at its cap had
+    # the pump go idle (for a second, till a wake-up) with four deliveries due.
+    assert idle
+    assert Delivery.objects.filter(status=Delivery.Status.SUCCEEDED).count() == 6

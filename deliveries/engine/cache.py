@@ -28,18 +28,10 @@ _CLAIM_FIELDS = (
 )
 
 
-def _claimed_rows(ids: Sequence[int], token: str) -> list[tuple[Any, ...]]:
-    """One hand-written SELECT: the ORM's took longer to build than to run, on every claim."""
+def claimed_columns() -> str:
+    """The columns a claimed delivery is built from, for a claim's UPDATE ... RETURNING."""
     qn = connection.ops.quote_name
-    columns = ", ".join(qn(Delivery._meta.get_field(name).column) for name in _CLAIM_FIELDS)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {columns} FROM {qn(Delivery._meta.db_table)} "
-            f"WHERE {qn('id')} IN ({', '.join(['%s'] * len(ids))}) "
-            f"AND {qn('status')} = 'delivering' AND {qn('claimed_by')} = %s",
-            [*ids, token],
-        )
-        return cursor.fetchall()
+    return ", ".join(qn(Delivery._meta.get_field(name).column) for name in _CLAIM_FIELDS)
 
 
 @lru_cache(maxsize=2)
@@ -84,11 +76,10 @@ class ClaimCache:
         self.endpoints: dict[int, Endpoint] = {}
         self.endpoints_loaded_at = time.monotonic()
 
-    def load(self, ids: Sequence[int], token: str) -> list[Delivery]:
-        """The deliveries among `ids` that this token holds, with event and endpoint."""
-        if not ids:
+    def build(self, rows: Sequence[tuple[Any, ...]], token: str) -> list[Delivery]:
+        """Deliveries from their claimed rows (`claimed_columns()`), with event and endpoint."""
+        if not rows:
             return []
-        rows = _claimed_rows(ids, token)
         self._load_events({row[2] for row in rows})
         self._load_endpoints({row[3] for row in rows if row[3] is not None})
         deliveries = []

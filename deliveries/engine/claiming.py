@@ -27,31 +27,29 @@ second worker send it again). Then:
 * ordered delivery: a delivery with an ordering value goes only once no delivery of the same
   value before it is pending or being sent (a failing one holds back only its own value).
 
-Which endpoints have due work is `deliveries/engine/finding.py`'s job.
+Which endpoints have due work is `deliveries/engine/finding.py`'s job; which of them a claim
+serves, and how many slots each gets, `deliveries/engine/choosing.py`'s.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from operator import attrgetter
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
-from deliveries.engine.cache import ClaimCache
+from deliveries.engine.cache import ClaimCache, claimed_columns
+from deliveries.engine.choosing import Load, Source, allocate
 from deliveries.engine.clock import db_now
 from deliveries.engine.finding import (
     Discovery,
-    Load,
-    Source,
     all_sources,
     discover,
     forget_exhausted,
@@ -101,40 +99,41 @@ def claim(
     if slots <= 0:
         return []
     held: dict[int, datetime] = {}
+    marked: list[Any] = []
     local = time.monotonic()
     if connection.vendor == "postgresql":
         with transaction.atomic():
             now, local = db_now(), time.monotonic()
-            chosen = _allocate(discover(now, slots, load, discovery), slots, load)
+            chosen = allocate(*discover(now, slots, load, discovery), slots, load, now)
             # Only what this claim chose is locked and counted again: the cost of a claim
             # follows what it sends, not how many endpoints have work.
             locked = _lock_endpoints([s.endpoint_id for s in chosen if s.endpoint_id])
             chosen = _within_room(chosen, locked, _in_flight(locked, load.unrecorded))
-            rows = _retry_share(_rows_for(chosen, now, skip_locked=True), load)
+            rows, more = _rows_for(chosen, now)
+            rows = _retry_share(rows, load)
             park_blocked(_short_and_ordered(chosen, rows), now)
             rows, held = paced(rows, chosen, now)
-            _mark(token, rows, now)
+            marked = _mark(token, rows, now)
     else:
         # SQLite: the reads run outside the one machine-wide write lock; only the re-count,
         # the rate limits and the conditional UPDATE hold it.
         now = db_now()
-        sources = discover(now, slots, load, discovery)
-        chosen = _allocate(sources, slots, load)
-        rows = _retry_share(_rows_for(chosen, now, skip_locked=False), load)
+        chosen = allocate(*discover(now, slots, load, discovery), slots, load, now)
+        rows, more = _rows_for(chosen, now)
+        rows = _retry_share(rows, load)
         to_park = _short_and_ordered(chosen, rows)
         if rows or to_park:
             with transaction.atomic():
                 # The lease starts once the write lock is ours, not before the wait.
                 now, local = db_now(), time.monotonic()
                 park_blocked(to_park, now)
-                rows = _within_caps(rows, sources, load)
+                rows = _within_caps(rows, chosen, load)
                 rows, held = paced(rows, chosen, now)
-                _mark(token, rows, now)
-    taken = Counter(row.endpoint_id for row in rows if row.endpoint_id is not None)
-    forget_exhausted(discovery, chosen, taken, held)
-    if not rows:
+                marked = _mark(token, rows, now)
+    forget_exhausted(discovery, chosen, more, held)
+    if not marked:
         return []
-    deliveries = (cache or ClaimCache()).load([row.id for row in rows], token)
+    deliveries = (cache or ClaimCache()).build(marked, token)
     # A paced delivery's moment, on this machine's clock: measured from when the claim read
     # the database's clock, so the time the claim itself took does not shift it.
     moments = {row.id: local + row.delay for row in rows if row.delay}
@@ -153,8 +152,8 @@ def claim_ids(token: str, ids: Sequence[int]) -> list[Delivery]:
         ).values_list("id", "endpoint_id", "merchant_id", "attempts", "endpoint__timeout_seconds")
     ]
     with transaction.atomic():
-        _mark(token, rows, now, due=False)
-    return ClaimCache().load([row.id for row in rows], token) if rows else []
+        marked = _mark(token, rows, now, due=False) if rows else []
+    return ClaimCache().build(marked, token)
 
 
 def oldest_due(now: datetime | None = None) -> datetime | None:
@@ -241,69 +240,6 @@ def _share(capacity: int, fraction: float) -> int:
     return max(1, math.floor(capacity * fraction))
 
 
-def _allocate(sources: list[Source], slots: int, load: Load) -> list[Source]:
-    """Hand out slots one at a time to the merchant with the fewest sends in flight (across
-    every worker, as the database counts them), within each merchant round robin over its
-    endpoints; each source within its room, each merchant within its share of the slots, the
-    slow lane within its share. Sets each source's `given`."""
-    share = _share(load.capacity, settings.WEBHOOK_MERCHANT_SHARE)
-    slow_room = _share(load.capacity, settings.WEBHOOK_SLOW_LANE_SHARE) - load.slow_in_flight
-    queues: dict[int, deque[Source]] = defaultdict(deque)
-    in_flight: Counter[int] = Counter()
-    # A merchant's own endpoints oldest first; merchants ranked by their oldest's `order`.
-    for source in sorted(sources, key=attrgetter("due")):
-        if source.room > 0:
-            queues[source.merchant_id].append(source)
-        in_flight[source.merchant_id] += source.busy
-    merchants = sorted(queues, key=lambda m: queues[m][0].order)
-    allowance = {m: share - load.by_merchant.get(m, 0) for m in queues}
-    busy = {m: max(in_flight[m], load.by_merchant.get(m, 0)) for m in queues}
-    given: Counter[int] = Counter()
-    # By level of sends in flight, then by slots given in this claim (one each before anyone
-    # gets a second), then by rank.
-    heap = [
-        (_level(busy[m]), 0, rank, m)
-        for rank, m in _oldest_and_freshest(merchants)
-        if allowance[m] > 0  # a merchant holding its whole share of this worker waits
-    ]
-    heapq.heapify(heap)
-    while slots > 0 and heap:
-        level, _, rank, merchant_id = heapq.heappop(heap)
-        own = queues[merchant_id]
-        source = own.popleft()
-        if source.endpoint_id in load.slow:
-            if slow_room <= 0:
-                # The slow lane is full: this endpoint waits, the merchant's others may go.
-                if own:
-                    heapq.heappush(heap, (level, given[merchant_id], rank, merchant_id))
-                continue
-            slow_room -= 1
-        source.given += 1
-        allowance[merchant_id] -= 1
-        busy[merchant_id] += 1
-        given[merchant_id] += 1
-        slots -= 1
-        if source.given < source.room:
-            own.append(source)  # to the back: the merchant's next endpoint goes next
-        if own and allowance[merchant_id] > 0:
-            heapq.heappush(heap, (_level(busy[merchant_id]), given[merchant_id], rank, merchant_id))
-    return [s for s in sources if s.given]
-
-
-def _level(in_flight: int) -> int:
-    """Merchants are served by level of sends in flight: 0 or 1 is level 0 (that one may be a
-    send just finished, its outcome not yet written: a merchant posting steadily would
-    otherwise wait behind a whole crowd with none), and each doubling above is one more."""
-    return max(0, in_flight.bit_length() - 1)
-
-
-def _oldest_and_freshest(merchants: list[int]) -> list[tuple[int, int]]:
-    """(rank, merchant) for merchants listed oldest due first: the oldest, the freshest, the
-    second oldest, the second freshest... so a backlog neither starves nor is starved."""
-    last = len(merchants) - 1
-    return [(min(2 * i, 2 * (last - i) + 1), m) for i, m in enumerate(merchants)]
-
-
 def _within_room(chosen: list[Source], locked: set[int], busy: dict[int, int]) -> list[Source]:
     """PostgreSQL, under the chosen endpoints' locks: what each may still take now."""
     kept = []
@@ -331,10 +267,16 @@ def _retry_share(rows: list[_Row], load: Load) -> list[_Row]:
     return chosen
 
 
-def _rows_for(allocation: list[Source], now: datetime, *, skip_locked: bool) -> list[_Row]:
+def _rows_for(allocation: list[Source], now: datetime) -> tuple[list[_Row], set[int]]:
     """The oldest due rows of each source, as many as it was given (one query for all), of
     which an ordered one only when nothing of its value holds it back (whatever the
-    endpoint's ordering key is now: deliveries already waiting keep their order)."""
+    endpoint's ordering key is now: deliveries already waiting keep their order).
+
+    Each endpoint's query reads one row more than it was given: the endpoints that have
+    more due work than this claim takes are returned with the rows (the others leave a
+    reused scan at once instead of being offered a slot by the next claim, which in a crowd
+    of endpoints with one delivery each wasted every other slot).
+    """
     rows: list[_Row] = []
     wanted: list[Source] = []
     for source in allocation:
@@ -344,23 +286,33 @@ def _rows_for(allocation: list[Source], now: datetime, *, skip_locked: bool) -> 
         else:
             wanted.append(source)
     if not wanted:
-        return rows
+        return rows, set()
     timeouts = {s.endpoint_id: s.timeout for s in wanted}
+    given = {s.endpoint_id: s.given for s in wanted}
     if connection.vendor == "postgresql":
-        found = _rows_lateral(wanted, now, skip_locked=skip_locked)
+        found = _rows_lateral(wanted, now)
     else:
         found = _rows_union(wanted, now)
-    rows += [
-        _Row(pk, endpoint_id, merchant_id, attempts, timeouts[endpoint_id])
-        for pk, endpoint_id, merchant_id, attempts in found
-    ]
-    return rows
+    taken: Counter[int] = Counter()
+    more: set[int] = set()
+    for pk, endpoint_id, merchant_id, attempts in found:
+        if taken[endpoint_id] >= given[endpoint_id]:
+            more.add(endpoint_id)
+            continue
+        taken[endpoint_id] += 1
+        rows.append(_Row(pk, endpoint_id, merchant_id, attempts, timeouts[endpoint_id]))
+    return rows, more
 
 
-def _rows_lateral(wanted: list[Source], now: datetime, *, skip_locked: bool) -> list[Any]:
+def _rows_lateral(wanted: list[Source], now: datetime) -> list[Any]:
     """PostgreSQL: one lateral subquery over the endpoints' ids (planned once; a UNION of 200
-    subqueries took 40 ms to plan and run)."""
-    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
+    subqueries took 40 ms to plan and run).
+
+    No row locks: the endpoint's advisory lock keeps other claims away, and `_mark`'s UPDATE
+    takes a row only if it is still pending and due (under READ COMMITTED it re-reads a row
+    changed meanwhile, by a cancel or a manual retry). Locking each row wrote to every one
+    of them twice.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT t.id, t.endpoint_id, t.merchant_id, t.attempts "
@@ -369,7 +321,7 @@ def _rows_lateral(wanted: list[Source], now: datetime, *, skip_locked: bool) -> 
             f"FROM {table(Delivery)} r "
             "WHERE status = 'pending' AND endpoint_id = s.eid AND next_attempt_at <= %s "
             f"AND {in_order_sql()} "
-            f"ORDER BY next_attempt_at, id LIMIT s.n{lock}) t",
+            "ORDER BY next_attempt_at, id LIMIT s.n + 1) t",
             [
                 [s.endpoint_id for s in wanted],
                 [s.given for s in wanted],
@@ -392,7 +344,7 @@ def _rows_union(wanted: list[Source], now: datetime) -> list[Any]:
             + f"AND {in_order} "
             + f"ORDER BY next_attempt_at, id LIMIT %s) AS t{len(parts)}"
         )
-        params += [source.endpoint_id, param(now), source.given]
+        params += [source.endpoint_id, param(now), source.given + 1]
     found: list[Any] = []
     with connection.cursor() as cursor:
         # SQLite allows 500 terms in one compound SELECT: a claim for a crowd of endpoints
@@ -433,12 +385,15 @@ def _within_caps(rows: list[_Row], sources: list[Source], load: Load) -> list[_R
     return kept
 
 
-def _mark(token: str, rows: list[_Row], now: datetime, *, due: bool = True) -> None:
+def _mark(token: str, rows: list[_Row], now: datetime, *, due: bool = True) -> list[Any]:
     """Make the chosen rows ours if they are still pending (and still due).
 
     The lease covers one request from now (its deadline plus a margin), by the database's
     clock; a dead worker's claims come back after it. Written by hand: building the ORM's
     UPDATE cost more than running it, on every claim.
+
+    Returns:
+        The rows made ours, as `ClaimCache.build` takes them (RETURNING: no second query).
     """
     by_lease: dict[float, list[int]] = defaultdict(list)
     for row in rows:
@@ -446,6 +401,7 @@ def _mark(token: str, rows: list[_Row], now: datetime, *, due: bool = True) -> N
     margin = settings.WEBHOOK_LEASE_MARGIN_SECONDS
     # Taken, tried and rescheduled by another worker since we looked: not due now.
     still_due = f" AND {q('next_attempt_at')} <= %s" if due else ""
+    marked: list[Any] = []
     with connection.cursor() as cursor:
         for timeout, ids in by_lease.items():
             cursor.execute(
@@ -453,7 +409,7 @@ def _mark(token: str, rows: list[_Row], now: datetime, *, due: bool = True) -> N
                 f"{q('claimed_by')} = %s, {q('claimed_until')} = %s, "
                 f"{q('attempts')} = {q('attempts')} + 1, {q('last_attempt_at')} = %s "
                 f"WHERE {q('id')} IN ({', '.join(['%s'] * len(ids))}) "
-                f"AND {q('status')} = 'pending'{still_due}",
+                f"AND {q('status')} = 'pending'{still_due} RETURNING {claimed_columns()}",
                 [
                     token,
                     param(now + timedelta(seconds=timeout + margin)),
@@ -462,3 +418,5 @@ def _mark(token: str, rows: list[_Row], now: datetime, *, due: bool = True) -> N
                     *([param(now)] if due else []),
                 ],
             )
+            marked += cursor.fetchall()
+    return marked

@@ -11,117 +11,59 @@ pause ends); one held by its rate limit is due when its next send may go.
 from __future__ import annotations
 
 import math
-import random
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
 from django.utils.dateparse import parse_datetime
 
+from deliveries.engine.choosing import RATE_HORIZON, Load, Ranking, Source
 from deliveries.models import Delivery
 from endpoints.models import Endpoint
-from lib import http
 
 DISCOVERY_SECONDS = 0.5  # how long a worker's claims reuse one scan for endpoints with work
 SCAN_SHARE = 0.2  # at most this share of a worker's time goes to scanning (a longer reuse)
 MAX_FRESH = 500  # endpoints told fresh that one claim looks at, at most
-# How far ahead a claim may take a rate-limited endpoint's next sends: each then waits for
-# its moment on the event loop (deliveries/engine/pacing.py).
-RATE_HORIZON = timedelta(seconds=0.25)
-
-
-@dataclass
-class Load:
-    """What this worker already has in flight."""
-
-    capacity: int  # sends this worker may have in flight at once
-    by_merchant: Counter[int] = field(default_factory=Counter)
-    retries: int = 0
-    # Deliveries finished here but not yet recorded: their rows still say `delivering`, and
-    # are left out of in-flight counts (by id, so a row recorded meanwhile is not left out twice).
-    unrecorded: set[int] = field(default_factory=set)
-    # Endpoints with a failed attempt not yet recorded: claimed again only once the outcome is
-    # written, so a 410 disables, and a breaker opens, before anything more goes out.
-    held: Counter[int] = field(default_factory=Counter)
-    # The slow lane: endpoints slow or silent now, and this worker's sends in flight to them.
-    slow: set[int] = field(default_factory=set)
-    slow_in_flight: int = 0
-    by_endpoint: Counter[int] = field(default_factory=Counter)  # this worker's sends in flight
-
-    def copy(self) -> Load:
-        """A snapshot for one claim, while sends keep changing the original."""
-        return Load(
-            self.capacity,
-            Counter(self.by_merchant),
-            self.retries,
-            set(self.unrecorded),
-            Counter(self.held),
-            set(self.slow),
-            self.slow_in_flight,
-            Counter(self.by_endpoint),
-        )
-
-
-@dataclass
-class Source:
-    """An endpoint with due work, or one due one-off delivery."""
-
-    merchant_id: int
-    due: datetime
-    cap: int
-    busy: int = 0
-    endpoint_id: int | None = None
-    delivery: tuple[int, int] | None = None  # (id, attempts) of a one-off delivery
-    timeout: float = http.MAX_TIMEOUT
-    given: int = 0  # slots handed to it by this claim
-    others: int = 0  # in flight from other workers when it was found (a reused scan)
-    rate: int | None = None  # its rate limit, deliveries per second
-    ordered: bool = False  # it has an ordering key
-    # Oldest first by the second, in a random order within one: two workers that scanned the
-    # same crowd do not both reach for the same endpoints first (half their claims found
-    # nothing left).
-    order: tuple[int, float] = (0, 0.0)
-
-    def __post_init__(self) -> None:
-        self.order = (math.floor(self.due.timestamp()), random.random())
-
-    @property
-    def room(self) -> int:
-        """Slots it may take now: under its cap, and what its rate lets one claim take."""
-        room = self.cap - self.busy
-        if self.rate is not None:
-            room = min(room, math.ceil(self.rate * RATE_HORIZON.total_seconds()))
-        return room
 
 
 class Discovery:
     """A worker's last scan for endpoints with due work, reused by its claims for a moment.
 
     Endpoints whose failure was recorded since (their breaker or due time may have moved) and
-    endpoints a claim found short of work are dropped from it until the next scan.
+    endpoints a claim found out of work are dropped from it until the next scan.
     """
 
     def __init__(self) -> None:
-        self.sources: list[Source] | None = None
+        self.ranking: Ranking | None = None
         self.at = 0.0
         self.reuse = DISCOVERY_SECONDS  # how long this scan is reused
         self.fresh: set[int] = set()  # endpoints that just got new deliveries: look now
         # When each endpoint held back by its rate limit may send next (database time).
         self.paced: dict[int, datetime] = {}
 
+    def expire(self) -> None:
+        """The next claim scans afresh."""
+        self.ranking = None
+
+    @property
+    def expired(self) -> bool:
+        return self.ranking is None
+
     def forget(self, endpoint_ids: set[int]) -> None:
-        if self.sources and endpoint_ids:
-            self.sources = [s for s in self.sources if s.endpoint_id not in endpoint_ids]
+        if self.ranking is not None:
+            for endpoint_id in endpoint_ids:
+                self.ranking.remove(endpoint_id)
 
     def pace(self, next_at: dict[int, datetime]) -> None:
         """Endpoints a claim held back by their rate limit: due again at their next send."""
         self.paced.update(next_at)
-        for source in self.sources or []:
-            if source.endpoint_id in next_at:
-                source.due = next_at[source.endpoint_id] - RATE_HORIZON
+        if self.ranking is None:
+            return
+        for endpoint_id, at in next_at.items():
+            source = self.ranking.by_endpoint.get(endpoint_id)
+            if source is not None:
+                source.due = at - RATE_HORIZON
                 source.order = (math.floor(source.due.timestamp()), source.order[1])
 
     def rate_pause(self, now: datetime) -> float | None:
@@ -186,8 +128,11 @@ def _ready_endpoints_sql(excluded: int, only: int = 0) -> str:
     """
 
 
-def discover(now: datetime, slots: int, load: Load, discovery: Discovery | None) -> list[Source]:
-    """The endpoints with due work for one claim: a scan, or a worker's recent one.
+def discover(
+    now: datetime, slots: int, load: Load, discovery: Discovery | None
+) -> tuple[Ranking, list[Source]]:
+    """The endpoints with due work for one claim (a scan, or a worker's recent one), ranked,
+    and the due one-off deliveries.
 
     A reused scan is safe: the claim itself re-checks every chosen row (still pending, still
     due) and every cap (under the lock or the write lock); at worst a slot goes unused until
@@ -199,30 +144,24 @@ def discover(now: datetime, slots: int, load: Load, discovery: Discovery | None)
     takes more than about a fifth of a worker's claiming.
     """
     if discovery is None:
-        return all_sources(now, slots, load)
-    if discovery.sources is None or time.monotonic() - discovery.at > discovery.reuse:
+        sources = endpoint_sources(now, load)
+        _count_others(sources, load)
+        return Ranking(sources), one_offs(now, slots)
+    if discovery.ranking is None or time.monotonic() - discovery.at > discovery.reuse:
         started = time.monotonic()
-        discovery.sources = endpoint_sources(now, load)
+        sources = endpoint_sources(now, load, full=True)
+        _count_others(sources, load)
+        discovery.ranking = Ranking(sources)
         discovery.at = time.monotonic()
         discovery.reuse = max(DISCOVERY_SECONDS, (discovery.at - started) / SCAN_SHARE)
         discovery.fresh.clear()
-        _count_others(discovery.sources, load)
     elif discovery.fresh:
-        found = endpoint_sources(now, load, only=discovery.fresh)
+        found = endpoint_sources(now, load, only=discovery.fresh, full=True)
         discovery.fresh.clear()
         _count_others(found, load)
-        discovery.forget({s.endpoint_id for s in found if s.endpoint_id is not None})
-        discovery.sources += found
-    # The scan's own sources, made ready for this claim in place (a worker's claims run one
-    # at a time): copying 10,000 of them cost more than the rest of a claim.
-    reused = []
-    by_endpoint, held = load.by_endpoint, load.held
-    for source in discovery.sources:
-        if source.due <= now and not held.get(source.endpoint_id or 0):
-            source.given = 0
-            source.busy = source.others + by_endpoint.get(source.endpoint_id, 0)
-            reused.append(source)
-    return reused + one_offs(now, slots)
+        for source in found:
+            discovery.ranking.add(source)
+    return discovery.ranking, one_offs(now, slots)
 
 
 def _count_others(sources: list[Source], load: Load) -> None:
@@ -234,23 +173,18 @@ def _count_others(sources: list[Source], load: Load) -> None:
 def forget_exhausted(
     discovery: Discovery | None,
     chosen: list[Source],
-    taken: Counter[int],
+    more: set[int],
     paced: dict[int, datetime],
 ) -> None:
-    """Keep a reused scan honest: endpoints that had less due work than they were given (or
-    that another worker was claiming for) are dropped from it until the next scan; those
-    held back by their rate limit stay, due at their next send."""
+    """Keep a reused scan honest: endpoints a claim found with no due work left beyond what
+    it took (or that another worker was claiming for) are dropped from it until the next
+    scan, so the next claim does not offer them a slot; those held back by their rate limit
+    stay, due at their next send."""
     if discovery is None:
         return
     discovery.pace(paced)
-    if discovery.sources:
-        discovery.forget(
-            {
-                s.endpoint_id
-                for s in chosen
-                if s.endpoint_id and taken[s.endpoint_id] < s.given and s.endpoint_id not in paced
-            }
-        )
+    keep = more | set(paced)
+    discovery.forget({s.endpoint_id for s in chosen if s.endpoint_id and s.endpoint_id not in keep})
 
 
 def one_offs(now: datetime, slots: int) -> list[Source]:
@@ -273,9 +207,13 @@ def all_sources(now: datetime, slots: int, load: Load) -> list[Source]:
     return endpoint_sources(now, load) + one_offs(now, slots)
 
 
-def endpoint_sources(now: datetime, load: Load, only: set[int] | None = None) -> list[Source]:
+def endpoint_sources(
+    now: datetime, load: Load, only: set[int] | None = None, *, full: bool = False
+) -> list[Source]:
     """Endpoints with due work and room under their cap (a skip scan: one probe each), or
-    those of `only` that have."""
+    those of `only` that have; with `full`, those at their cap too (a scan that claims
+    reuse: its endpoints' sends finish meanwhile, and one that left them out found nothing
+    to claim once they had, so a worker went idle for a second beside a backlog)."""
     sources: list[Source] = []
     ids = sorted(only or ())
     with connection.cursor() as cursor:
@@ -295,7 +233,7 @@ def endpoint_sources(now: datetime, load: Load, only: set[int] | None = None) ->
                 if probe_at is not None and probe_at > now:
                     continue  # parked: its backlog waits, holding no thread
                 cap = 1  # half-open: one probe at a time
-            if busy < cap:
+            if full or busy < cap:
                 sources.append(
                     Source(
                         merchant,

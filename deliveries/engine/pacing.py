@@ -19,7 +19,8 @@ from typing import Any
 
 from django.db import connection
 
-from deliveries.engine.finding import RATE_HORIZON, Source, param, q, table, when
+from deliveries.engine.choosing import RATE_HORIZON, Source
+from deliveries.engine.finding import param, q, table, when
 from endpoints.models import Endpoint
 
 # Moments 2 % further apart than 1/N: a send that starts a few milliseconds late (a busy event
