@@ -134,7 +134,7 @@ def _one_due_each(count: int, make: Callable[..., Endpoint]) -> list[Merchant]:
     for n, shop in enumerate(shops):
         endpoint = make(f"http://127.0.0.1:9/{n}", merchant=shop)
         event = Event.objects.create_event(shop, "receipts.update", {"n": n})
-        at = timezone.now() - timedelta(seconds=60 - n)
+        at = timezone.now() - timedelta(seconds=count + 60 - n)  # oldest first
         Delivery.objects.create(
             merchant=shop, event=event, endpoint=endpoint, next_attempt_at=at, created_at=at
         )
@@ -206,3 +206,42 @@ def test_it_keeps_claiming_beside_a_backlog_its_own_sends_held_at_their_cap(
     # the pump go idle (for a second, till a wake-up) with four deliveries due.
     assert idle
     assert Delivery.objects.filter(status=Delivery.Status.SUCCEEDED).count() == 6
+
+
+def test_it_scans_endpoints_quickly_under_statistics_of_another_shape(
+    make_endpoint: Callable[..., Endpoint],
+) -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's planner: PostgreSQL's statistics are kept by autovacuum")
+    from deliveries.engine.claiming import Load
+    from deliveries.engine.finding import endpoint_sources
+
+    _one_due_each(1_000, make_endpoint)
+    with connection.cursor() as cursor:
+        # What ANALYZE left when one endpoint held 300,000 rows: one endpoint, and every index
+        # of the delivery table says an endpoint has 300,000 of them. SQLite then joined every
+        # endpoint to every endpoint with work.
+        cursor.execute("ANALYZE")
+        planted = {
+            Delivery._meta.db_table: "300000 300000 300000 1",
+            Endpoint._meta.db_table: "1 1 1 1",
+        }
+        for table, stat in planted.items():
+            cursor.execute("DELETE FROM sqlite_stat1 WHERE tbl = %s", [table])
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = %s", [table]
+            )
+            for (index,) in cursor.fetchall():
+                cursor.execute("INSERT INTO sqlite_stat1 VALUES (%s, %s, %s)", [table, index, stat])
+            cursor.execute(
+                "INSERT INTO sqlite_stat1 VALUES (%s, NULL, %s)", [table, stat.split()[0]]
+            )
+        cursor.execute("ANALYZE sqlite_schema")  # load the planted statistics
+
+    with rows_read() as steps:
+        found = endpoint_sources(timezone.now(), Load(capacity=100))
+
+    assert len(found) == 1_000
+    # About 9,000 ticks of 10 instructions; with the endpoints joined to those with work by
+    # the planted statistics, 408,000.
+    assert steps[0] < 100_000

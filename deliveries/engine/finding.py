@@ -113,18 +113,27 @@ def _ready_endpoints_sql(excluded: int, only: int = 0) -> str:
     """
     if only:
         return f"{columns} FROM {e} e WHERE e.id IN ({', '.join(['%s'] * only)}) AND e.is_enabled"
+    # SQLite plans by the statistics of its last ANALYZE. Taken while there was one endpoint
+    # and it held a large backlog, they had it scan every endpoint for every endpoint with
+    # work (10,000: 3 to 9 s a scan) and step through an endpoint's finished rows to find its
+    # pending ones. So there the skip scan names its index, and the endpoints are matched
+    # against the list of those with work (one pass over the endpoints: 13 ms); PostgreSQL
+    # keeps its statistics current and joins them.
+    sqlite = connection.vendor == "sqlite"
+    due_index = " INDEXED BY delivery_endpoint_due" if sqlite else ""
+    with_work = "e.id IN (SELECT eid FROM ready)" if sqlite else "e.id = ready.eid"
     return f"""
         WITH RECURSIVE ready(eid) AS (
-            SELECT MIN(endpoint_id) FROM {d}
+            SELECT MIN(endpoint_id) FROM {d}{due_index}
             WHERE status = 'pending' AND endpoint_id IS NOT NULL
             UNION ALL
-            SELECT (SELECT MIN(endpoint_id) FROM {d}
+            SELECT (SELECT MIN(endpoint_id) FROM {d}{due_index}
                     WHERE status = 'pending' AND endpoint_id > ready.eid)
             FROM ready WHERE ready.eid IS NOT NULL
         )
         {columns}
-        FROM ready JOIN {e} e ON e.id = ready.eid
-        WHERE e.is_enabled
+        FROM {e} e{"" if sqlite else " JOIN ready ON TRUE"}
+        WHERE {with_work} AND e.is_enabled
     """
 
 
