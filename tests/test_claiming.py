@@ -245,3 +245,30 @@ def test_it_scans_endpoints_quickly_under_statistics_of_another_shape(
     # About 9,000 ticks of 10 instructions; with the endpoints joined to those with work by
     # the planted statistics, 408,000.
     assert steps[0] < 100_000
+
+
+def test_it_wakes_a_pump_waiting_between_two_claims() -> None:
+    import threading
+
+    from deliveries.engine import pump_thread
+
+    running = pump_thread.start()
+    try:
+        wait = time.monotonic() + 10
+        while running.pump is None and time.monotonic() < wait:
+            time.sleep(0.01)
+        assert running.pump is not None
+        woken = threading.Event()
+
+        def between_claims() -> None:
+            running.pump.senders.wait(30)  # as the pump waits after a claim found nothing
+            woken.set()
+
+        threading.Thread(target=between_claims, daemon=True).start()
+        time.sleep(0.2)
+        pump_thread.wake()  # what a new event's kick does in the worker
+
+        # Not after the wait's 30 s: an event emitted then would have waited for it.
+        assert woken.wait(10)
+    finally:
+        pump_thread.stop()

@@ -325,8 +325,14 @@ class Senders:
         with self.lock:
             return len(self.load.unrecorded)
 
+    def poke(self) -> None:
+        """Wake a pump waiting in `wait` (new work was emitted)."""
+        with self.lock:
+            self.changed.notify_all()
+
     def wait(self, timeout: float) -> None:
-        """Until a send finishes or a batch is recorded, at most `timeout` seconds."""
+        """Until a send finishes, a batch is recorded or new work is told, at most `timeout`
+        seconds."""
         with self.lock:
             self.changed.wait(timeout)
 
