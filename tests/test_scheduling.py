@@ -240,3 +240,32 @@ def test_it_tells_one_pump_which_endpoints_just_got_work(redis_conn: object) -> 
     kick(fresh={8, 9})
     assert take_fresh(500) == {7, 8, 9}
     assert take_fresh(500) == set()  # each taken once: by one pump
+
+
+def test_it_claims_for_endpoints_just_told_of_before_the_rest(
+    redis_conn: object,
+    make_endpoint: Callable[..., Endpoint],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deliveries.engine.pumping import Pump, Senders
+
+    old_shop, new_shop = _merchants(2)
+    backlog = make_endpoint("http://127.0.0.1:9/backlog", merchant=old_shop, max_in_flight=100)
+    _due(backlog, 50)
+    pump = Pump(capacity=100)
+    pump.discovery.reuse = 60.0
+    started: list[list[int]] = []
+    monkeypatch.setattr(
+        Senders, "start", lambda self, ds: started.append([d.merchant_id for d in ds])
+    )
+    pump.claim(1)  # the scan, in use from now on
+    fresh = make_endpoint("http://127.0.0.1:9/fresh", merchant=new_shop)
+    _due(fresh, 1, ago=0.1)
+    kick(fresh={fresh.pk})  # what an emit tells the pumps
+    started.clear()
+
+    pump.claim(40)
+
+    # Its delivery is loaded and started on its own, not after the other 39.
+    assert started[0] == [new_shop.pk]
+    assert sum(len(batch) for batch in started) == 40

@@ -50,6 +50,21 @@ class Discovery:
     def expired(self) -> bool:
         return self.ranking is None
 
+    def told(self, fresh: set[int]) -> Discovery:
+        """A discovery of only these endpoints (just told of by emits), for a claim of their
+        own; `merge` takes back what it did not exhaust."""
+        only = Discovery()
+        only.ranking, only.at, only.reuse = Ranking([]), self.at, self.reuse
+        only.fresh = set(fresh)
+        only.paced = self.paced
+        return only
+
+    def merge(self, other: Discovery) -> None:
+        """Endpoints another discovery still holds (with work left) join this one's, first."""
+        if self.ranking is not None and other.ranking is not None:
+            for source in other.ranking.sources():
+                self.ranking.add(source)
+
     def forget(self, endpoint_ids: set[int]) -> None:
         if self.ranking is not None:
             for endpoint_id in endpoint_ids:

@@ -483,18 +483,36 @@ class Pump:
         return self.discovery.rate_pause(db_now())
 
     def claim(self, free: int) -> int:
-        """Claim up to `free` deliveries and start each on a sender thread at once."""
+        """Claim up to `free` deliveries and start each at once.
+
+        Endpoints an emit just told of are claimed for first, in a claim of their own: a
+        claim of a hundred rows on two busy cores took long enough that a newly active
+        merchant's event, claimed in it, then waited for the other 99 to be loaded and
+        started.
+        """
         self.discovery.forget(self.senders.take_failed())
-        self.discovery.fresh.update(take_fresh(MAX_FRESH))
+        fresh = take_fresh(MAX_FRESH)
+        got = 0
+        if fresh and not self.discovery.expired:
+            first = self.discovery.told(fresh)
+            got = self._claim(free, first)
+            self.discovery.merge(first)
+        else:
+            self.discovery.fresh.update(fresh)
+        if free - got <= 0:
+            return got
         scanned_at = self.discovery.at
+        more = self._claim(free - got, self.discovery)
+        if not more and self.discovery.at == scanned_at:
+            # Nothing in a reused scan: in-flight counts from it may be stale (other workers'
+            # sends finished). Look afresh before going idle.
+            self.discovery.expire()
+        return got + more
+
+    def _claim(self, free: int, discovery: Discovery) -> int:
         try:
-            claimed = claim(
-                self.senders.token, free, self.senders.snapshot(), self.cache, self.discovery
-            )
-            if not claimed and self.discovery.at == scanned_at:
-                # Nothing in a reused scan: in-flight counts from it may be stale (other
-                # workers' sends finished). Look afresh before going idle.
-                self.discovery.expire()
+            load = self.senders.snapshot()
+            claimed = claim(self.senders.token, free, load, self.cache, discovery)
         except DATABASE_AWAY as exc:
             # The database is away: connect afresh and try again shortly; what is in flight is
             # still sent, and its outcomes are kept until they can be written.
