@@ -13,7 +13,8 @@ from typing import Any
 from rq import worker_registration
 from rq.worker import SimpleWorker
 
-from deliveries.engine import pump_thread, pumping
+from deliveries.engine import pump_thread
+from deliveries.engine.senders import drain
 from deliveries.engine.sweeping import Sweeper
 from lib import http
 
@@ -51,7 +52,7 @@ class DeliveryWorker(SimpleWorker):
     def _finish_sends(self) -> None:
         # A pump job hands over without waiting for its sends in flight; record them before
         # the process exits (each is bounded by its request deadline).
-        if not pumping.drain(timeout=http.MAX_TIMEOUT + 5):
+        if not drain(timeout=http.MAX_TIMEOUT + 5):
             self.log.warning("exiting with sends still in flight; their leases will expire")
 
     def ensure_registered(self) -> None:

@@ -247,14 +247,15 @@ def test_it_claims_for_endpoints_just_told_of_before_the_rest(
     make_endpoint: Callable[..., Endpoint],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from deliveries.engine.pumping import Pump, Senders
+    from deliveries.engine.pumping import Pump
+    from deliveries.engine.senders import Senders
 
     old_shop, new_shop = _merchants(2)
     backlog = make_endpoint("http://127.0.0.1:9/backlog", merchant=old_shop, max_in_flight=100)
     _due(backlog, 50)
     pump = Pump(capacity=100)
     pump.discovery.reuse = 60.0
-    started: list[list[int]] = []
+    started: list[list[int]] = []  # the merchants of each batch the pump starts sending
     monkeypatch.setattr(
         Senders, "start", lambda self, ds: started.append([d.merchant_id for d in ds])
     )

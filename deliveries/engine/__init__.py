@@ -1,12 +1,15 @@
 """The delivery engine: creating, claiming, sending, recording and sweeping deliveries.
 
 The database owns delivery state; Redis only carries "there is work" (a pump job). Modules:
-`creating` (the one function that creates deliveries, emit, Send test, retries), `claiming`
-(fair claims within every cap), `sending` (one attempt, never raises), `recording` (outcomes
-in bulk, never raises), `breaker` (parking endpoints that never answer), `disabling` (the one
-way to disable an endpoint), `pumping` (the sender thread pool), `sweeping` (the every-second
-check), `notifying` (e-mails, as jobs of their own), `queueing` (RQ), `clock` (the database's),
-`replaying` (past events for a new webhook).
+`creating` (the one function that creates deliveries, emit, Send test, retries), `finding`
+(which endpoints have due work), `choosing` (which of them a claim serves, fairly),
+`claiming` (claims within every cap), `pacing` (rate limits), `sequencing` (ordered
+delivery), `sending` (one attempt, never raises), `recording` (outcomes in bulk, never
+raises), `breaker` (parking endpoints that never answer), `disabling` (the one way to disable
+an endpoint), `senders` (a worker's event loop and recorder), `pumping` (its claims),
+`pump_thread` (the thread they run on), `sweeping` (the every-second check), `notifying`
+(e-mails, as jobs of their own), `queueing` (RQ), `clock` (the database's), `replaying` (past
+events for a new webhook).
 """
 
 from deliveries.engine.creating import (
