@@ -115,9 +115,6 @@ class Ranking:
         self.start = 0  # merchants before it have nothing left (served, until the next scan)
         self.fresh: list[int] = []
 
-    def __len__(self) -> int:
-        return len(self.by_endpoint)
-
     def sources(self) -> list[Source]:
         return [s for own in self.queues.values() for s in own]
 
@@ -150,7 +147,8 @@ class Ranking:
                 yield merchant, own
 
 
-def _share(capacity: int, fraction: float) -> int:
+def share(capacity: int, fraction: float) -> int:
+    """A worker's slots for one kind of work (a merchant, the slow lane, retries): at least 1."""
     return max(1, math.floor(capacity * fraction))
 
 
@@ -174,12 +172,12 @@ def allocate(
 ) -> list[Source]:
     """Hand out `slots` over the ranked endpoints and due one-off deliveries; sets each
     chosen source's `given` and returns the chosen."""
-    share = _share(load.capacity, settings.WEBHOOK_MERCHANT_SHARE)
-    slow_room = _share(load.capacity, settings.WEBHOOK_SLOW_LANE_SHARE) - load.slow_in_flight
+    merchant_share = share(load.capacity, settings.WEBHOOK_MERCHANT_SHARE)
+    slow_room = share(load.capacity, settings.WEBHOOK_SLOW_LANE_SHARE) - load.slow_in_flight
     extra: dict[int, list[Source]] = {}
     for source in one_offs:
         extra.setdefault(source.merchant_id, []).append(source)
-    candidates = _candidates(ranking, extra, slots, load, share, now)
+    candidates = _candidates(ranking, extra, slots, load, merchant_share, now)
     # By level of sends in flight, then by slots given in this claim (one each before anyone
     # gets a second), then by rank.
     heap = [(level(c.busy), 0, rank) for rank, c in enumerate(candidates)]

@@ -33,7 +33,6 @@ serves, and how many slots each gets, `deliveries/engine/choosing.py`'s.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -46,7 +45,7 @@ from django.db import connection, transaction
 from django.db.models import F
 
 from deliveries.engine.cache import ClaimCache, claimed_columns
-from deliveries.engine.choosing import Load, Source, allocate
+from deliveries.engine.choosing import Load, Source, allocate, share
 from deliveries.engine.clock import db_now
 from deliveries.engine.finding import (
     Discovery,
@@ -236,10 +235,6 @@ class _Row:
     delay: float = 0.0  # seconds its send waits for its moment (a rate limit)
 
 
-def _share(capacity: int, fraction: float) -> int:
-    return max(1, math.floor(capacity * fraction))
-
-
 def _within_room(chosen: list[Source], locked: set[int], busy: dict[int, int]) -> list[Source]:
     """PostgreSQL, under the chosen endpoints' locks: what each may still take now."""
     kept = []
@@ -256,7 +251,7 @@ def _within_room(chosen: list[Source], locked: set[int], busy: dict[int, int]) -
 
 def _retry_share(rows: list[_Row], load: Load) -> list[_Row]:
     """Retries never take more than their share of the slots: first attempts find room."""
-    retry_room = _share(load.capacity, settings.WEBHOOK_RETRY_SHARE) - load.retries
+    retry_room = share(load.capacity, settings.WEBHOOK_RETRY_SHARE) - load.retries
     chosen = []
     for row in rows:
         if row.attempts > 0:

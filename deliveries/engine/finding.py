@@ -41,6 +41,7 @@ class Discovery:
         self.fresh: set[int] = set()  # endpoints that just got new deliveries: look now
         # When each endpoint held back by its rate limit may send next (database time).
         self.paced: dict[int, datetime] = {}
+        self.one_offs = True  # claims from it take due one-off deliveries too
 
     def expire(self) -> None:
         """The next claim scans afresh."""
@@ -54,9 +55,9 @@ class Discovery:
         """A discovery of only these endpoints (just told of by emits), for a claim of their
         own; `merge` takes back what it did not exhaust."""
         only = Discovery()
-        only.ranking, only.at, only.reuse = Ranking([]), self.at, self.reuse
-        only.fresh = set(fresh)
-        only.paced = self.paced
+        # Never due for a scan (that is this discovery's), nor for one-off deliveries.
+        only.ranking, only.at, only.reuse = Ranking([]), time.monotonic(), math.inf
+        only.fresh, only.paced, only.one_offs = set(fresh), self.paced, False
         return only
 
     def merge(self, other: Discovery) -> None:
@@ -185,7 +186,7 @@ def discover(
         _count_others(found, load)
         for source in found:
             discovery.ranking.add(source)
-    return discovery.ranking, one_offs(now, slots)
+    return discovery.ranking, one_offs(now, slots) if discovery.one_offs else []
 
 
 def _count_others(sources: list[Source], load: Load) -> None:
