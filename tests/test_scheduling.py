@@ -1,8 +1,9 @@
 """Who is served next: fairness by what is in flight, the slow lane, adaptive concurrency.
 
-Each test fails when its mechanism is removed from `deliveries/engine/claiming.py` or
-`breaker.py` (checked by deleting it once): the in-flight ordering, the fresh/old alternation,
-the slow lane's bound, the adaptive limit in claims and its halving and growth.
+Each test fails when its mechanism is removed from `deliveries/engine/claiming.py`,
+`breaker.py` or `pumping.py` (checked by deleting it once): the in-flight ordering, the
+fresh/old alternation, the slow lane's bound, the adaptive limit in claims and its halving and
+growth, and a pump whose sending loop is late claiming only for newly active merchants.
 """
 
 from __future__ import annotations
@@ -270,3 +271,61 @@ def test_it_claims_for_endpoints_just_told_of_before_the_rest(
     # Its delivery is loaded and started on its own, not after the other 39.
     assert started[0] == [new_shop.pk]
     assert sum(len(batch) for batch in started) == 40
+
+
+def test_it_claims_only_for_newly_active_merchants_while_its_sending_loop_is_late(
+    redis_conn: object,
+    make_endpoint: Callable[..., Endpoint],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+    import time
+
+    from deliveries.engine import pumping
+    from deliveries.engine.pumping import BUSY_LAG, Pump
+
+    # Claims of 10, so that a crowd of 40 is more than two claims' worth.
+    monkeypatch.setattr(pumping, "MAX_CLAIM", 10)
+    crowd = _merchants(40)
+    for n, shop in enumerate(crowd):
+        _due(make_endpoint(f"http://127.0.0.1:9/crowd{n}", merchant=shop), 1, ago=60 - n)
+    pump = Pump(capacity=1000)
+    # The sending loop falls behind, as one does with more fast answers than it can turn
+    # around: here a callback that holds it.
+    gate = threading.Event()
+    pump.senders.loop.call_soon_threadsafe(gate.wait, 30)
+
+    class Stop:
+        requested = False
+
+    serving = threading.Thread(target=pump.serve, args=(Stop, time.monotonic() + 30))
+    crowd_claimed = Delivery.objects.filter(merchant__in=crowd, status=Delivery.Status.DELIVERING)
+    try:
+        serving.start()
+        deadline = time.monotonic() + 10
+        while pump.senders.lag() <= BUSY_LAG and time.monotonic() < deadline:
+            time.sleep(0.01)
+        newcomer = _merchants(1)[0]
+        fresh = make_endpoint("http://127.0.0.1:9/newcomer", merchant=newcomer)
+        _due(fresh, 1, ago=0)
+        kick(fresh={fresh.pk})  # what its emit tells the pumps
+        newcomer_claimed = Delivery.objects.filter(
+            merchant=newcomer, status=Delivery.Status.DELIVERING
+        )
+        while not newcomer_claimed.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # a pump that did not hold back would claim the rest by now
+
+        # The newly active merchant is claimed at once; the crowd waits for the loop, past
+        # the claim's worth a late loop may still take (more would only wait there too).
+        assert newcomer_claimed.exists()
+        assert crowd_claimed.count() <= 20
+        gate.set()
+        while Delivery.objects.filter(merchant__in=crowd, attempts=0).exists():
+            assert time.monotonic() < deadline + 20, "the crowd was never claimed"
+            time.sleep(0.05)
+    finally:
+        gate.set()
+        Stop.requested = True
+        serving.join(30)
+        pump.senders.drain(30)

@@ -28,7 +28,7 @@ from deliveries.engine.clock import db_now
 from deliveries.engine.finding import MAX_FRESH
 from deliveries.engine.queueing import kick, take_fresh
 from deliveries.engine.recording import DATABASE_AWAY, forget_connection
-from deliveries.engine.senders import senders
+from deliveries.engine.senders import BEAT, senders
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,10 @@ MIN_CLAIM_FRACTION = 4  # claim at once when a quarter of the slots are free
 # 100, not 200: draining a crowd of 10,000 on two busy cores, a claim of 200 took long enough
 # that a newcomer's event waited p50 330 ms to be claimed (100: 60 ms), at the same drain rate.
 MAX_CLAIM = 100
+# A sending loop this late (seconds) is busy: more sends would only make every send later.
+# The pump then claims only for endpoints an emit just told of, at most BUSY_CLAIM at a time.
+BUSY_LAG = 0.03
+BUSY_CLAIM = 10
 
 
 class StopFlag:
@@ -124,6 +128,12 @@ class Pump:
                 not short and free >= self.capacity // MIN_CLAIM_FRACTION
             )
             refilled = self.senders.finished >= refill
+            # Below a claim's worth in flight a late loop is the machine's, not ours: claim.
+            busy = free < self.capacity - MAX_CLAIM and self.senders.lag() > BUSY_LAG
+            if free > 0 and busy:
+                self.claim_fresh(min(free, BUSY_CLAIM), scan_follows=False)
+                time.sleep(BEAT / 2)
+                continue
             if free > 0 and (many or refilled or now >= wait_until):
                 wanted = min(free, MAX_CLAIM)
                 got = self.claim(wanted)
@@ -157,15 +167,7 @@ class Pump:
         merchant's event, claimed in it, then waited for the other 99 to be loaded and
         started.
         """
-        self.discovery.forget(self.senders.take_failed())
-        fresh = take_fresh(MAX_FRESH)
-        got = 0
-        if fresh and not self.discovery.expired:
-            first = self.discovery.told(fresh)
-            got = self._claim(free, first)
-            self.discovery.merge(first)
-        else:
-            self.discovery.fresh.update(fresh)
+        got = self.claim_fresh(free, scan_follows=True)
         if free - got <= 0:
             return got
         scanned_at = self.discovery.at
@@ -175,6 +177,25 @@ class Pump:
             # sends finished). Look afresh before going idle.
             self.discovery.expire()
         return got + more
+
+    def claim_fresh(self, free: int, *, scan_follows: bool) -> int:
+        """Claim up to `free` deliveries of the endpoints an emit just told of.
+
+        Args:
+            scan_follows: a claim that scans comes right after; an expired discovery then
+                leaves them to it (they come first in a scan).
+        """
+        self.discovery.forget(self.senders.take_failed())
+        fresh = take_fresh(MAX_FRESH)
+        if not fresh:
+            return 0
+        if scan_follows and self.discovery.expired:
+            self.discovery.fresh.update(fresh)
+            return 0
+        first = self.discovery.told(fresh)
+        got = self._claim(free, first)
+        self.discovery.merge(first)
+        return got
 
     def _claim(self, free: int, discovery: Discovery) -> int:
         try:

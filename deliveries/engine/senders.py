@@ -48,6 +48,7 @@ DRAIN_RECORD_SECONDS = 60.0  # how long an exiting worker keeps trying to write 
 # must not pile up results for ever.
 KEEP_RECORD_SECONDS = 120.0
 SLOW_MEMORY = 60.0  # seconds an endpoint stays in the slow lane after a slow or missing answer
+BEAT = 0.02  # seconds between the event loop's heartbeats (how its lag is measured)
 
 
 class Recorder(threading.Thread):
@@ -142,6 +143,10 @@ class Senders:
         self.loop = asyncio.new_event_loop()
         self._tasks: set[asyncio.Task[None]] = set()
         self.client = AsyncClient()
+        # The event loop's lag: how late it ran the last heartbeat, and when the next is due.
+        self.late = 0.0
+        self.beat_due = time.monotonic()
+        self.loop.call_soon(self._beat)
         threading.Thread(target=self.loop.run_forever, name="send-loop", daemon=True).start()
         # The claim token of every delivery this process claims: a result recorded after the
         # job that claimed it has handed over is still recorded under it.
@@ -164,6 +169,21 @@ class Senders:
     def free(self) -> int:
         with self.lock:
             return self.capacity - self.in_flight
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        self.late = now - self.beat_due
+        self.beat_due = now + BEAT
+        self.loop.call_later(BEAT, self._beat)
+
+    def lag(self) -> float:
+        """How late the event loop runs what is due, in seconds (about 0 while it keeps up).
+
+        Sends that wait cost the loop nothing; sends that answer fast cost it CPU. A loop
+        with more of those than it can turn around runs every step of every send late: a
+        send claimed then waits seconds behind the others (`Pump` claims less meanwhile).
+        """
+        return max(self.late, time.monotonic() - self.beat_due)
 
     def close_connections(self, timeout: float = 5.0) -> None:
         """Close the kept-alive connections (a process about to exit); sending may go on."""
