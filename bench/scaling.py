@@ -20,7 +20,14 @@ from typing import Any
 
 from bench import harness
 from bench.cpu import CpuProfile, postmaster_pid
-from bench.harness import Receiver, Workers, clean_tables, merchant_with_endpoints, payload
+from bench.harness import (
+    Receiver,
+    Workers,
+    clean_tables,
+    forget_deliveries,
+    merchant_with_endpoints,
+    payload,
+)
 
 ENDPOINTS = 200
 MERCHANTS = 4
@@ -130,11 +137,9 @@ def drain(
 ) -> dict[str, Any]:
     """Emit a backlog with no worker running, then drain it with `workers` processes."""
     from deliveries import jobs
-    from deliveries.models import Delivery, DeliveryAttempt, Event
+    from deliveries.models import Delivery
 
-    DeliveryAttempt.objects.all().delete()
-    Delivery.objects.all().delete()
-    Event.objects.all().delete()
+    forget_deliveries()
     jobs.queue().empty()  # no pump job left over from the previous run
     receiver.reset()
     t0 = time.monotonic()
