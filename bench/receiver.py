@@ -64,6 +64,7 @@ class Receiver:
             "active": self.active,
             "overlaps": self.overlaps,
             "max_in_flight_by_kind": dict(self.max_by_kind),
+            "active_by_kind": {kind: n for kind, n in self.active_by_kind.items() if n},
             "first_at": min(self.first_seen.values(), default=None),
             "last_at": max(self.first_seen.values(), default=None),
         }

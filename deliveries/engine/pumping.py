@@ -114,6 +114,9 @@ class Pump:
         got less than it asked for (the endpoints' caps bind, or the due work ran out), the
         next one comes once half of what it got has finished: with ten endpoints at their cap
         of ten, waiting CLAIM_TOPUP each time left the fast receiver idle a third of the time.
+        While the sending loop runs late (`Senders.lag`) it claims only for endpoints an emit
+        just told of: in a crowd, a newcomer's send claimed onto a loop with 900 fast sends
+        in flight waited up to a second there before it reached the receiver.
         """
         last_claim = -CLAIM_RETRY
         exhausted = short = False  # the last claim found nothing / less than it asked for
