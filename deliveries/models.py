@@ -322,8 +322,14 @@ class Delivery(models.Model):
                 name="delivery_endpoint_due",
                 condition=Q(status="pending"),
             ),
+            # What each endpoint has in flight (a scan counts it for every endpoint with work),
+            # and leases that ran out. Led by the endpoint: with `claimed_until` alone,
+            # statistics taken while little was in flight had PostgreSQL read every row in
+            # flight for every endpoint (a scan of 10,000 endpoints took up to 5.5 s).
             models.Index(
-                fields=["claimed_until"], name="delivery_leased", condition=Q(status="delivering")
+                fields=["endpoint", "claimed_until"],
+                name="delivery_endpoint_leased",
+                condition=Q(status="delivering"),
             ),
             # The webhook detail page: keyset pagination, filters, the 24-hour chart.
             models.Index(fields=["endpoint", "-id"], name="delivery_endpoint_recent"),
